@@ -197,11 +197,15 @@ struct cxl_pnm_submit {
 	__u32 rsvd;
 };
 
+/*
+ * 0xCE is the CXL ioctl type; uapi/linux/cxl_mem.h uses numbers 0x01-0x02,
+ * cxl_pnm takes 0x40-0x4f.
+ */
 #define CXL_PNM_IOC_MAGIC	0xCE
 
-#define CXL_PNM_IOC_GET_INFO	_IOR(CXL_PNM_IOC_MAGIC, 0x00, struct cxl_pnm_info)
-#define CXL_PNM_IOC_REGION_ALLOC _IOWR(CXL_PNM_IOC_MAGIC, 0x01, struct cxl_pnm_region_alloc)
-#define CXL_PNM_IOC_REGION_FREE	_IOW(CXL_PNM_IOC_MAGIC, 0x02, struct cxl_pnm_region_free)
-#define CXL_PNM_IOC_SUBMIT	_IOW(CXL_PNM_IOC_MAGIC, 0x03, struct cxl_pnm_submit)
+#define CXL_PNM_IOC_GET_INFO	_IOR(CXL_PNM_IOC_MAGIC, 0x40, struct cxl_pnm_info)
+#define CXL_PNM_IOC_REGION_ALLOC _IOWR(CXL_PNM_IOC_MAGIC, 0x41, struct cxl_pnm_region_alloc)
+#define CXL_PNM_IOC_REGION_FREE	_IOW(CXL_PNM_IOC_MAGIC, 0x42, struct cxl_pnm_region_free)
+#define CXL_PNM_IOC_SUBMIT	_IOW(CXL_PNM_IOC_MAGIC, 0x43, struct cxl_pnm_submit)
 
 #endif /* _UAPI_LINUX_CXL_PNM_H */
