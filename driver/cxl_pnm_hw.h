@@ -28,13 +28,13 @@
 #define PNM_HW_ALIGN		4096	/* alignment of each area */
 
 /* Bits of pnm_hw_ctrl.status, written by the device. */
-#define PNM_HW_STATUS_READY	(1U << 0)	/* control block valid */
-#define PNM_HW_STATUS_ENABLED	(1U << 1)	/* queues are live */
-#define PNM_HW_STATUS_FATAL	(1U << 2)	/* device stopped on an error */
+#define PNM_HW_STATUS_READY	0x1U	/* control block valid */
+#define PNM_HW_STATUS_ENABLED	0x2U	/* queues are live */
+#define PNM_HW_STATUS_FATAL	0x4U	/* device stopped on an error */
 
 /* Bits of pnm_hw_ctrl.control, written by the host. */
-#define PNM_HW_CONTROL_ENABLE	(1U << 0)
-#define PNM_HW_CONTROL_RESET	(1U << 1)
+#define PNM_HW_CONTROL_ENABLE	0x1U
+#define PNM_HW_CONTROL_RESET	0x2U
 
 /* Data types, also the bit numbers of pnm_hw_ctrl.dtypes. */
 enum pnm_hw_dtype {
@@ -136,8 +136,8 @@ enum pnm_hw_opcode {
 };
 
 /* Bits of pnm_hw_cmd.flags. */
-#define PNM_CMD_KEEP_SINK	(1U << 0)	/* always select the first page */
-#define PNM_CMD_KEEP_RECENT	(1U << 1)	/* always select the last page */
+#define PNM_CMD_KEEP_SINK	0x1U	/* always select the first page */
+#define PNM_CMD_KEEP_RECENT	0x2U	/* always select the last page */
 #define PNM_CMD_FLAGS_ALL	(PNM_CMD_KEEP_SINK | PNM_CMD_KEEP_RECENT)
 
 /**
@@ -202,12 +202,12 @@ enum pnm_hw_status {
 	PNM_STATUS_BAD_PAGE = 7,	/* a page table slot is past the pool */
 	PNM_STATUS_BAD_LIST = 8,	/* a listed page is past the stream */
 	PNM_STATUS_BAD_K = 9,		/* k is zero or above max_k */
-	PNM_STATUS_BAD_LENGTH = 10,	/* n_tokens is zero or too large */
+	PNM_STATUS_BAD_LENGTH = 10,	/* the stream has more than 2^24 pages */
 	PNM_STATUS_OVERLAP = 11,	/* the output overlaps an input */
 	PNM_STATUS_COUNT
 };
 
-#define PNM_CQE_PHASE		(1U << 0)
+#define PNM_CQE_PHASE		0x1U
 
 /**
  * struct pnm_hw_cqe - a completion queue entry (32 bytes)

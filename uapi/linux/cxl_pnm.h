@@ -32,8 +32,8 @@
 #define CXL_PNM_OP_SELECT_ATTEND 4	/* SELECT, then ATTEND its pages */
 
 /* Command flags. */
-#define CXL_PNM_CMD_KEEP_SINK	(1U << 0)	/* always keep the first page */
-#define CXL_PNM_CMD_KEEP_RECENT	(1U << 1)	/* always keep the last page */
+#define CXL_PNM_CMD_KEEP_SINK	0x1U	/* always keep the first page */
+#define CXL_PNM_CMD_KEEP_RECENT	0x2U	/* always keep the last page */
 
 /**
  * struct cxl_pnm_info - device geometry, CXL_PNM_IOC_GET_INFO
