@@ -28,6 +28,8 @@ include tools/build.mk
 include tests/build.mk
 include driver/build.mk
 include setup.mk
+-include tools/bench.mk
+-include tools/bench-kernels.mk
 
 # Fragments add their own steps as prerequisites of clean.
 clean:

@@ -9,6 +9,7 @@
 
 -include $(TOP)/tests/unit/build.mk
 -include $(TOP)/tests/kselftest/build.mk
+-include $(TOP)/tests/kselftest/uring.mk
 -include $(TOP)/tests/runtime/build.mk
 
 check: userspace module
