@@ -471,7 +471,13 @@ void pnm_ref_merge(float *out_a, float *lse_a, const float *out_b,
 		wb = 1.0f;
 		*lse_a = lse_b + log1pf(wa);
 	}
+	/*
+	 * Normalize the weights before scaling, so outputs near FLT_MAX do not
+	 * overflow in the weighted sum.
+	 */
 	sum = wa + wb;
+	wa /= sum;
+	wb /= sum;
 	for (c = 0; c < head_dim; c++)
-		out_a[c] = (wa * out_a[c] + wb * out_b[c]) / sum;
+		out_a[c] = wa * out_a[c] + wb * out_b[c];
 }
