@@ -7,3 +7,11 @@
 
 setup:
 	$(TOP)/tools/setup/setup.sh $(BUILD)
+
+# Targets that build against the guest kernel include $(BUILD)/kernel.mk;
+# when it is missing, make runs setup to create it and then starts over, so
+# `make demo` and `make check` work on a fresh machine.
+ifeq ($(filter setup clean,$(MAKECMDGOALS)),)
+$(BUILD)/kernel.mk:
+	$(TOP)/tools/setup/setup.sh $(BUILD)
+endif
