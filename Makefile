@@ -30,6 +30,8 @@ include driver/build.mk
 include setup.mk
 -include tools/bench.mk
 -include tools/bench-kernels.mk
+-include tools/pnmctl.mk
+-include install.mk
 
 # Fragments add their own steps as prerequisites of clean.
 clean:
