@@ -46,7 +46,9 @@
 
 #include "cxl_pnm_hw.h"
 #include "pnm_exec.h"
+#include "pnm_kernels.h"
 #include "pnm_timing.h"
+#include "pnm_units.h"
 
 #define PNM_DEFAULT_SIZE	(512ULL << 20)
 #define PNM_DEFAULT_QUEUES	4
@@ -92,6 +94,35 @@ struct pnm_queue {
 	uint16_t phase;
 };
 
+/* Commands of one batch, run at the same time on the compute units. */
+#define PNM_BATCH_MAX		64
+
+/**
+ * struct pnm_batch_cmd - a fetched command and its outcome
+ * @qid: its queue
+ * @slot: its SQ slot
+ * @sq_head: the queue's SQ head right after fetching it
+ * @cmd: private copy of the SQ entry
+ * @res: outcome of pnm_exec()
+ * @ret: return value of pnm_exec()
+ */
+struct pnm_batch_cmd {
+	unsigned int qid;
+	uint32_t slot;
+	uint32_t sq_head;
+	struct pnm_hw_cmd cmd;
+	struct pnm_exec_result res;
+	int ret;
+};
+
+struct pnm_device;
+
+struct pnm_batch {
+	struct pnm_device *dev;
+	unsigned int n;
+	struct pnm_batch_cmd cmd[PNM_BATCH_MAX];
+};
+
 struct pnm_options {
 	const char *path;
 	uint64_t size;
@@ -99,6 +130,8 @@ struct pnm_options {
 	unsigned int depth;
 	unsigned int poll_max_us;
 	unsigned int verbose;
+	unsigned int units;
+	const char *kernels;
 	struct pnm_timing timing;
 };
 
@@ -116,6 +149,9 @@ struct pnm_options {
  * @cq_bytes: bytes of one CQ, 4 KiB aligned
  * @exec: the executor's view: memory, KV area and capabilities
  * @queues: per queue pair state
+ * @first_queue: queue gathered first in the next turn
+ * @batch: the commands of the current turn
+ * @units: compute units
  * @status: PNM_HW_STATUS_* as last published
  * @heartbeat: poll loop iterations
  * @cmds_completed: counters published in the control block
@@ -138,6 +174,9 @@ struct pnm_device {
 	struct pnm_exec_dev exec;
 
 	struct pnm_queue *queues;
+	unsigned int first_queue;
+	struct pnm_batch *batch;
+	struct pnm_units *units;
 	uint32_t status;
 	uint64_t heartbeat;
 	uint64_t cmds_completed;
@@ -337,18 +376,17 @@ static void pnm_fetch(const struct pnm_queue *q, uint32_t slot,
 
 /* Write the completion body, then its flags with the phase (release). */
 static void pnm_post_completion(struct pnm_device *dev, struct pnm_queue *q,
-				uint32_t slot, const struct pnm_exec_result *res,
-				uint64_t device_ns)
+				const struct pnm_batch_cmd *bc, uint64_t device_ns)
 {
 	struct pnm_hw_cqe *cqe = &q->cq[q->cq_tail & (dev->opt.depth - 1)];
 
-	cqe->slot = htole16(slot);
-	cqe->sq_head = htole16(q->sq_head & (dev->opt.depth - 1));
-	cqe->status = htole16(res->status);
-	cqe->result = htole32(res->result);
+	cqe->slot = htole16(bc->slot);
+	cqe->sq_head = htole16(bc->sq_head & (dev->opt.depth - 1));
+	cqe->status = htole16(bc->res.status);
+	cqe->result = htole32(bc->res.result);
 	cqe->rsvd = 0;
 	cqe->device_ns = htole64(device_ns);
-	cqe->bytes_read = htole64(res->bytes_read);
+	cqe->bytes_read = htole64(bc->res.bytes_read);
 	__atomic_store_n(&cqe->flags, htole16(q->phase), __ATOMIC_RELEASE);
 
 	q->cq_tail++;
@@ -368,87 +406,191 @@ static void pnm_account(struct pnm_device *dev,
 	pnm_publish_counters(dev);
 }
 
-/* Fetch, execute and complete the command at the SQ head of @q. */
-static int pnm_run_one(struct pnm_device *dev, unsigned int qid)
+/* ---- batches ----------------------------------------------------------- */
+
+/* An operand as a raw command names it, for the conflict check. */
+struct pnm_span {
+	uint64_t dpa;
+	uint64_t len;
+};
+
+static bool pnm_spans_overlap(struct pnm_span a, struct pnm_span b)
 {
-	struct pnm_queue *q = &dev->queues[qid];
-	uint32_t slot = q->sq_head & (dev->opt.depth - 1);
-	struct pnm_exec_result res;
-	struct pnm_hw_cmd cmd;
-	uint64_t device_ns;
+	if (!a.len || !b.len)
+		return false;
+	/* 128-bit ends: the fields are unchecked here and may wrap. */
+	return (unsigned __int128)a.dpa < (unsigned __int128)b.dpa + b.len &&
+	       (unsigned __int128)b.dpa < (unsigned __int128)a.dpa + a.len;
+}
 
-	pnm_fetch(q, slot, &cmd);
-	q->sq_head++;
-	if (pnm_exec(&dev->exec, &cmd, &res)) {
-		pnm_fatal(dev, "out of memory for a command's scratch buffers");
-		return -ENOMEM;
+/* The operands of @cmd: pool, table, in, out; the ones it may write first. */
+static unsigned int pnm_cmd_spans(const struct pnm_hw_cmd *cmd,
+				  struct pnm_span span[4], unsigned int *n_write)
+{
+	span[0] = (struct pnm_span){ le64toh(cmd->pool_dpa), le32toh(cmd->pool_len) };
+	span[1] = (struct pnm_span){ le64toh(cmd->table_dpa), le32toh(cmd->table_len) };
+	span[2] = (struct pnm_span){ le64toh(cmd->in_dpa), le32toh(cmd->in_len) };
+	span[3] = (struct pnm_span){ le64toh(cmd->out_dpa), le32toh(cmd->out_len) };
+	if (cmd->opcode == PNM_OP_NOP || cmd->opcode >= PNM_OP_COUNT) {
+		*n_write = 0;
+		return 0;
 	}
-	device_ns = pnm_timing_ns(&dev->opt.timing, res.bytes_read, res.flops);
-	pnm_account(dev, &res, device_ns);
-	pnm_post_completion(dev, q, slot, &res, device_ns);
+	if (cmd->opcode == PNM_OP_DIGEST) {
+		*n_write = 1;	/* the digest area lies in the pool */
+		return 2;
+	}
+	span[0] = span[3];	/* writes out; reads pool, table, in */
+	span[3] = (struct pnm_span){ le64toh(cmd->pool_dpa), le32toh(cmd->pool_len) };
+	*n_write = 1;
+	return 4;
+}
 
-	pnm_dbg(dev, 2, "queue %u slot %u: %s status %u result %u bytes %" PRIu64
-		" device_ns %" PRIu64, qid, slot,
-		cmd.opcode < PNM_OP_COUNT ? pnm_op_names[cmd.opcode] : "unknown",
-		res.status, res.result, res.bytes_read, device_ns);
-	return 0;
+/* Whether one of the commands may write what the other reads or writes. */
+static bool pnm_cmds_conflict(const struct pnm_hw_cmd *a,
+			      const struct pnm_hw_cmd *b)
+{
+	struct pnm_span sa[4], sb[4];
+	unsigned int na, nb, wa, wb, i, j;
+
+	na = pnm_cmd_spans(a, sa, &wa);
+	nb = pnm_cmd_spans(b, sb, &wb);
+	for (i = 0; i < wa; i++)
+		for (j = 0; j < nb; j++)
+			if (pnm_spans_overlap(sa[i], sb[j]))
+				return true;
+	for (i = 0; i < wb; i++)
+		for (j = 0; j < na; j++)
+			if (pnm_spans_overlap(sb[i], sa[j]))
+				return true;
+	return false;
+}
+
+static bool pnm_batch_conflicts(const struct pnm_batch *b,
+				const struct pnm_hw_cmd *cmd)
+{
+	unsigned int i;
+
+	for (i = 0; i < b->n; i++)
+		if (pnm_cmds_conflict(&b->cmd[i].cmd, cmd))
+			return true;
+	return false;
 }
 
 /*
- * Serve up to PNM_QUEUE_BUDGET commands of queue @qid.  A doorbell that
- * claims more commands than the queue holds, or a CQ head ahead of the
- * completions posted, breaks the protocol and is fatal.  A full CQ just
- * waits for the host.  Returns the number of commands completed.
+ * Fetch up to PNM_QUEUE_BUDGET commands of queue @qid into @b, as long as
+ * the CQ has room for their completions and none of them touches memory an
+ * earlier command of the batch writes (or the reverse): commands of one
+ * batch run at the same time, and this keeps the result of running them
+ * one by one in fetch order.  A doorbell that claims more commands than
+ * the queue holds, or a CQ head ahead of the completions posted, breaks
+ * the protocol and is fatal.
  */
-static unsigned int pnm_serve_queue(struct pnm_device *dev, unsigned int qid)
+static void pnm_gather_queue(struct pnm_device *dev, unsigned int qid,
+			     struct pnm_batch *b)
 {
 	struct pnm_queue *q = &dev->queues[qid];
 	uint32_t depth = dev->opt.depth;
-	unsigned int done = 0;
+	uint32_t sq_tail = pnm_host_read32(&q->db->sq_tail);
+	uint32_t cq_head = pnm_host_read32(&q->db->cq_head);
+	uint32_t pending = sq_tail - q->sq_head;
+	uint32_t unread = q->cq_tail - cq_head;
+	unsigned int fetched = 0;
 	char why[160];
 
-	while (done < PNM_QUEUE_BUDGET) {
-		uint32_t sq_tail = pnm_host_read32(&q->db->sq_tail);
-		uint32_t cq_head = pnm_host_read32(&q->db->cq_head);
-		uint32_t pending = sq_tail - q->sq_head;
-		uint32_t unread = q->cq_tail - cq_head;
-
-		if (pending > depth) {
-			snprintf(why, sizeof(why),
-				 "queue %u: SQ tail %u is %u commands ahead of head %u, queue depth %u",
-				 qid, sq_tail, pending, q->sq_head, depth);
-			pnm_fatal(dev, why);
-			break;
-		}
-		if (unread > depth) {
-			snprintf(why, sizeof(why),
-				 "queue %u: CQ head %u is past CQ tail %u",
-				 qid, cq_head, q->cq_tail);
-			pnm_fatal(dev, why);
-			break;
-		}
-		if (!pending || unread == depth)
-			break;
-		if (pnm_run_one(dev, qid))
-			break;
-		done++;
-		/* A RESET drops the commands not yet fetched. */
-		if (pnm_control_stops(pnm_read_control(dev)))
-			break;
+	if (pending > depth) {
+		snprintf(why, sizeof(why),
+			 "queue %u: SQ tail %u is %u commands ahead of head %u, queue depth %u",
+			 qid, sq_tail, pending, q->sq_head, depth);
+		pnm_fatal(dev, why);
+		return;
 	}
-	return done;
+	if (unread > depth) {
+		snprintf(why, sizeof(why), "queue %u: CQ head %u is past CQ tail %u",
+			 qid, cq_head, q->cq_tail);
+		pnm_fatal(dev, why);
+		return;
+	}
+	while (fetched < pending && fetched < PNM_QUEUE_BUDGET &&
+	       unread + fetched < depth && b->n < PNM_BATCH_MAX) {
+		struct pnm_batch_cmd *bc = &b->cmd[b->n];
+		uint32_t slot = q->sq_head & (depth - 1);
+
+		pnm_fetch(q, slot, &bc->cmd);
+		if (b->n && pnm_batch_conflicts(b, &bc->cmd))
+			return;	/* it runs in the next batch */
+		q->sq_head++;
+		bc->qid = qid;
+		bc->slot = slot;
+		bc->sq_head = q->sq_head;
+		b->n++;
+		fetched++;
+	}
 }
 
+/* One command of a batch of several, on one unit. */
+static void pnm_batch_task(void *arg, unsigned int i)
+{
+	struct pnm_batch *b = arg;
+	struct pnm_exec_dev exec = b->dev->exec;
+
+	exec.units = NULL;
+	b->cmd[i].ret = pnm_exec(&exec, &b->cmd[i].cmd, &b->cmd[i].res);
+}
+
+/*
+ * Run the batch: a single command gets every unit for its pages, several
+ * commands get a unit each.  Then post the completions in fetch order.
+ */
+static void pnm_run_batch(struct pnm_device *dev, struct pnm_batch *b)
+{
+	unsigned int i;
+
+	b->dev = dev;
+	if (b->n == 1)
+		b->cmd[0].ret = pnm_exec(&dev->exec, &b->cmd[0].cmd, &b->cmd[0].res);
+	else
+		pnm_units_run(dev->units, pnm_batch_task, b, b->n);
+
+	for (i = 0; i < b->n; i++) {
+		struct pnm_batch_cmd *bc = &b->cmd[i];
+		const struct pnm_hw_cmd *cmd = &bc->cmd;
+		uint64_t device_ns;
+
+		if (bc->ret) {
+			pnm_fatal(dev, "out of memory for a command's scratch buffers");
+			return;
+		}
+		device_ns = pnm_timing_ns(&dev->opt.timing, bc->res.bytes_read,
+					  bc->res.flops);
+		pnm_account(dev, &bc->res, device_ns);
+		pnm_post_completion(dev, &dev->queues[bc->qid], bc, device_ns);
+		pnm_dbg(dev, 2, "queue %u slot %u: %s status %u result %u bytes %" PRIu64
+			" device_ns %" PRIu64 " rescored %u", bc->qid, bc->slot,
+			cmd->opcode < PNM_OP_COUNT ? pnm_op_names[cmd->opcode] : "unknown",
+			bc->res.status, bc->res.result, bc->res.bytes_read, device_ns,
+			bc->res.rescored);
+	}
+}
+
+/*
+ * One turn: gather a batch from every queue, starting one queue further
+ * each turn so that no queue always goes first, run it, and look at the
+ * control word (a RESET drops what is not fetched yet).
+ */
 static unsigned int pnm_serve_queues(struct pnm_device *dev)
 {
-	unsigned int i, done = 0;
+	struct pnm_batch *b = dev->batch;
+	unsigned int i, n = dev->opt.nr_queues;
 
-	for (i = 0; i < dev->opt.nr_queues && pnm_enabled(dev); i++) {
-		done += pnm_serve_queue(dev, i);
-		if (pnm_handle_control(dev))
-			break;
-	}
-	return done;
+	b->n = 0;
+	for (i = 0; i < n && pnm_enabled(dev); i++)
+		pnm_gather_queue(dev, (dev->first_queue + i) % n, b);
+	dev->first_queue = (dev->first_queue + 1) % n;
+	if (!b->n)
+		return 0;
+	pnm_run_batch(dev, b);
+	pnm_handle_control(dev);
+	return b->n;
 }
 
 /* ---- polling ----------------------------------------------------------- */
@@ -671,12 +813,15 @@ static void pnm_usage(FILE *out)
 		"  --bandwidth GBPS    modeled internal bandwidth, GB/s (default %.0f)\n"
 		"  --compute TFLOPS    modeled compute rate, TFLOPS (default %.1f)\n"
 		"  --overhead-ns N     modeled fixed cost per command, ns (default %u)\n"
+		"  --units N           compute units (threads), 1 to %u (default: online CPUs)\n"
+		"  --kernels NAME      kernel path: scalar, avx2, avx512 or auto (default\n"
+		"                      $PNM_KERNELS, else auto: the best this CPU runs)\n"
 		"  -v, --verbose       log state changes; twice: every command\n"
 		"  -h, --help          show this help\n",
 		PNM_MAX_QUEUES, PNM_DEFAULT_QUEUES, PNM_MAX_DEPTH,
 		PNM_DEFAULT_DEPTH, PNM_DEFAULT_POLL_MAX_US,
 		PNM_TIMING_BANDWIDTH_GBPS, PNM_TIMING_COMPUTE_TFLOPS,
-		PNM_TIMING_OVERHEAD_NS);
+		PNM_TIMING_OVERHEAD_NS, PNM_UNITS_MAX);
 }
 
 /* Parse a byte count with an optional K, M or G suffix (powers of 1024). */
@@ -746,6 +891,8 @@ enum {
 	PNM_OPT_BANDWIDTH,
 	PNM_OPT_COMPUTE,
 	PNM_OPT_OVERHEAD_NS,
+	PNM_OPT_UNITS,
+	PNM_OPT_KERNELS,
 };
 
 static const struct option pnm_long_options[] = {
@@ -757,6 +904,8 @@ static const struct option pnm_long_options[] = {
 	{ "bandwidth", required_argument, NULL, PNM_OPT_BANDWIDTH },
 	{ "compute", required_argument, NULL, PNM_OPT_COMPUTE },
 	{ "overhead-ns", required_argument, NULL, PNM_OPT_OVERHEAD_NS },
+	{ "units", required_argument, NULL, PNM_OPT_UNITS },
+	{ "kernels", required_argument, NULL, PNM_OPT_KERNELS },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -818,12 +967,66 @@ static int pnm_parse_option(struct pnm_options *opt, int c, const char *arg)
 		}
 		opt->timing.overhead_ns = overhead;
 		return 0;
+	case PNM_OPT_UNITS:
+		if (pnm_parse_uint(arg, 1, PNM_UNITS_MAX, &opt->units)) {
+			pnm_log("invalid --units '%s': expected 1 to %u", arg, PNM_UNITS_MAX);
+			return -EINVAL;
+		}
+		return 0;
+	case PNM_OPT_KERNELS:
+		opt->kernels = arg;
+		return 0;
 	case 'v':
 		opt->verbose++;
 		return 0;
 	default:
 		return -EINVAL;
 	}
+}
+
+/* One unit per online CPU, within 1 .. PNM_UNITS_MAX. */
+static unsigned int pnm_default_units(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (n < 1)
+		return 1;
+	return n > PNM_UNITS_MAX ? PNM_UNITS_MAX : (unsigned int)n;
+}
+
+/* Pick the kernel path: --kernels, else $PNM_KERNELS, else the best. */
+static int pnm_choose_kernels(struct pnm_device *dev)
+{
+	const char *why = NULL;
+
+	dev->exec.kernels = pnm_kernels_choose(dev->opt.kernels, &why);
+	if (!dev->exec.kernels) {
+		pnm_log("invalid kernel path '%s' (--kernels or PNM_KERNELS): %s",
+			dev->opt.kernels ? dev->opt.kernels : getenv("PNM_KERNELS"), why);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int pnm_start_units(struct pnm_device *dev)
+{
+	dev->batch = calloc(1, sizeof(*dev->batch));
+	dev->units = pnm_units_create(dev->opt.units);
+	if (!dev->batch || !dev->units) {
+		pnm_log("failed to start %u compute units: %s", dev->opt.units,
+			strerror(errno));
+		free(dev->batch);
+		pnm_units_destroy(dev->units);
+		return -ENOMEM;
+	}
+	dev->exec.units = dev->units;
+	return 0;
+}
+
+static void pnm_stop_units(struct pnm_device *dev)
+{
+	pnm_units_destroy(dev->units);
+	free(dev->batch);
 }
 
 /* Returns 0, 1 after --help, or a negative errno. */
@@ -835,6 +1038,7 @@ static int pnm_parse_options(int argc, char **argv, struct pnm_options *opt)
 	opt->nr_queues = PNM_DEFAULT_QUEUES;
 	opt->depth = PNM_DEFAULT_DEPTH;
 	opt->poll_max_us = PNM_DEFAULT_POLL_MAX_US;
+	opt->units = pnm_default_units();
 	pnm_timing_init(&opt->timing);
 
 	while ((c = getopt_long(argc, argv, "vh", pnm_long_options, NULL)) != -1) {
@@ -869,19 +1073,27 @@ int main(int argc, char **argv)
 	ret = pnm_parse_options(argc, argv, &dev.opt);
 	if (ret)
 		return ret > 0 ? 0 : 2;
+	if (pnm_choose_kernels(&dev))
+		return 2;
 	if (pnm_install_signals() || pnm_layout(&dev) || pnm_map(&dev))
 		return 1;
+	if (pnm_start_units(&dev)) {
+		pnm_unmap(&dev);
+		return 1;
+	}
 	/* Short sleeps should last what they ask for, not the 50 us default. */
 	prctl(PR_SET_TIMERSLACK, 1000UL);
 
 	ret = pnm_format(&dev);
 	if (ret) {
+		pnm_stop_units(&dev);
 		pnm_unmap(&dev);
 		return 1;
 	}
 	pnm_log("ready %s", dev.opt.path);
-	pnm_dbg(&dev, 1, "%" PRIu64 " bytes, KV area at %#" PRIx64 ", %" PRIu64 " bytes",
-		dev.opt.size, dev.exec.kv_offset, dev.exec.kv_size);
+	pnm_dbg(&dev, 1, "%" PRIu64 " bytes, KV area at %#" PRIx64 ", %" PRIu64
+		" bytes, %u units, %s kernels", dev.opt.size, dev.exec.kv_offset,
+		dev.exec.kv_size, dev.opt.units, dev.exec.kernels->name);
 
 	pnm_poll(&dev);
 
@@ -889,6 +1101,7 @@ int main(int argc, char **argv)
 	pnm_set_status(&dev, 0);
 	pnm_dbg(&dev, 1, "stopped after %" PRIu64 " commands", dev.cmds_completed);
 	free(dev.queues);
+	pnm_stop_units(&dev);
 	pnm_unmap(&dev);
 	return 0;
 }

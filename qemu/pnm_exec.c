@@ -22,7 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pnm_dtype.h"
 #include "pnm_exec.h"
+#include "pnm_kernels.h"
+#include "pnm_units.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the device model reads fp32, fp16 and bf16 data in place: little-endian hosts only"
@@ -78,6 +81,13 @@ struct pnm_job {
 	uint32_t *table;		/* validated copy of the page table */
 	uint32_t *list;			/* validated copy of the page list */
 	float *query;			/* copy of the query, [group][head_dim] */
+	float *qpos;			/* [head_dim] sum of positive query parts */
+	float *qneg;			/* [head_dim] sum of negative query parts */
+
+	const struct pnm_kernels *kern;	/* the kernel path */
+	struct pnm_kernel_args args;	/* what the kernels read */
+	unsigned int n_tasks;		/* tasks of the current parallel step */
+	unsigned int rescored;		/* pages SELECT rescored exactly */
 };
 
 static bool pnm_opcode_uses_query(unsigned int opcode)
@@ -89,134 +99,6 @@ static bool pnm_opcode_uses_query(unsigned int opcode)
 static bool pnm_opcode_selects(unsigned int opcode)
 {
 	return opcode == PNM_OP_SELECT || opcode == PNM_OP_SELECT_ATTEND;
-}
-
-/* ---- fp16 and bf16 ---------------------------------------------------- */
-
-static inline uint32_t pnm_f32_bits(float f)
-{
-	uint32_t u;
-
-	memcpy(&u, &f, sizeof(u));
-	return u;
-}
-
-static inline float pnm_bits_f32(uint32_t u)
-{
-	float f;
-
-	memcpy(&f, &u, sizeof(f));
-	return f;
-}
-
-/*
- * Exact for every input.  Below infinity, the half's exponent and mantissa
- * moved to the float's fields give the value times 2^-112 (a float
- * subnormal for a half subnormal); multiplying by 2^112 is exact.
- */
-static inline float pnm_fp16_to_f32(uint16_t h)
-{
-	uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-	uint32_t mag = h & 0x7fff;
-
-	if (mag >= 0x7c00)	/* infinity or NaN, payload kept */
-		return pnm_bits_f32(sign | 0x7f800000 | (mag & 0x3ff) << 13);
-	return pnm_bits_f32(sign |
-			    pnm_f32_bits(pnm_bits_f32(mag << 13) * 0x1p112f));
-}
-
-/* Round to nearest even; overflow gives infinity, NaN stays a quiet NaN. */
-static inline uint16_t pnm_f32_to_fp16(float f)
-{
-	uint32_t x = pnm_f32_bits(f);
-	uint16_t sign = (x >> 16) & 0x8000;
-	uint32_t mag = x & 0x7fffffff;
-
-	if (mag > 0x7f800000)
-		return sign | 0x7e00 | ((mag >> 13) & 0x3ff);
-	/* 0x477ff000 is 65520, halfway between 65504 and 2^16. */
-	if (mag >= 0x477ff000)
-		return sign | 0x7c00;
-	if (mag < 0x38800000) {
-		/*
-		 * Below 2^-14 the half is subnormal, in units of 2^-24.  Adding
-		 * 0.5 (whose ulp is 2^-24) rounds to a whole unit, to even.
-		 */
-		float sum = pnm_bits_f32(mag) + 0.5f;
-
-		return sign | (uint16_t)(pnm_f32_bits(sum) - 0x3f000000);
-	}
-	/* Rebias 127 -> 15, then round the 13 dropped bits to even. */
-	mag += 0xfff + ((mag >> 13) & 1) - (112U << 23);
-	return sign | (uint16_t)(mag >> 13);
-}
-
-static inline float pnm_bf16_to_f32(uint16_t b)
-{
-	return pnm_bits_f32((uint32_t)b << 16);
-}
-
-/* Round to nearest even; NaN stays a quiet NaN. */
-static inline uint16_t pnm_f32_to_bf16(float f)
-{
-	uint32_t x = pnm_f32_bits(f);
-
-	if ((x & 0x7fffffff) > 0x7f800000)
-		return (x >> 16) | 0x40;
-	x += 0x7fff + ((x >> 16) & 1);
-	return x >> 16;
-}
-
-/* Convert @n elements of @dtype at @src to fp32. */
-static void pnm_load_row(unsigned int dtype, const uint8_t *src, float *dst,
-			 unsigned int n)
-{
-	unsigned int i;
-	uint16_t h;
-
-	switch (dtype) {
-	case PNM_DTYPE_FP16:
-		for (i = 0; i < n; i++) {
-			memcpy(&h, src + 2 * i, sizeof(h));
-			dst[i] = pnm_fp16_to_f32(h);
-		}
-		break;
-	case PNM_DTYPE_BF16:
-		for (i = 0; i < n; i++) {
-			memcpy(&h, src + 2 * i, sizeof(h));
-			dst[i] = pnm_bf16_to_f32(h);
-		}
-		break;
-	default:
-		memcpy(dst, src, (size_t)n * sizeof(*dst));
-		break;
-	}
-}
-
-/* Store @n fp32 values to @dst as @dtype. */
-static void pnm_store_row(unsigned int dtype, uint8_t *dst, const float *src,
-			  unsigned int n)
-{
-	unsigned int i;
-	uint16_t h;
-
-	switch (dtype) {
-	case PNM_DTYPE_FP16:
-		for (i = 0; i < n; i++) {
-			h = pnm_f32_to_fp16(src[i]);
-			memcpy(dst + 2 * i, &h, sizeof(h));
-		}
-		break;
-	case PNM_DTYPE_BF16:
-		for (i = 0; i < n; i++) {
-			h = pnm_f32_to_bf16(src[i]);
-			memcpy(dst + 2 * i, &h, sizeof(h));
-		}
-		break;
-	default:
-		memcpy(dst, src, (size_t)n * sizeof(*src));
-		break;
-	}
 }
 
 /* ---- decoding and validation ------------------------------------------ */
@@ -576,109 +458,140 @@ static int pnm_validate(struct pnm_job *job, enum pnm_hw_status *status)
 	return 0;
 }
 
-/* ---- kernels ---------------------------------------------------------- */
+/* ---- execution ---------------------------------------------------------- */
+
+/*
+ * Below these sizes a command runs on one unit: waking the other units
+ * costs more than they would save.
+ */
+#define PNM_SPLIT_MIN_PAGES	512	/* DIGEST pages or SELECT candidates */
+#define PNM_SPLIT_MIN_TOKENS	2048	/* ATTEND tokens */
 
 static uint32_t pnm_valid_tokens(const struct pnm_job *job, uint32_t page)
 {
-	if (page + 1ULL < job->n_pages)
-		return job->page_tokens;
-	return job->cmd.n_tokens - (uint32_t)((uint64_t)page << job->cmd.page_shift);
+	return pnm_kernel_valid(&job->args, page);
 }
 
-static const uint8_t *pnm_slot_keys(const struct pnm_job *job, uint32_t slot)
+/* Tasks for @work items with at least @min_per_task items per task. */
+static unsigned int pnm_split(const struct pnm_job *job, uint64_t work,
+			      uint64_t min_per_task)
 {
-	return job->pool + slot * job->slot_bytes;
+	uint64_t n = pnm_units_count(job->dev->units);
+	uint64_t most = work / min_per_task;
+
+	if (most < 1)
+		return 1;
+	return (unsigned int)(n < most ? n : most);
 }
 
-static uint8_t *pnm_slot_digest(const struct pnm_job *job, uint32_t slot)
+/* Task @i of @n_tasks over @n items: [*start, *end). */
+static void pnm_task_range(uint64_t n, unsigned int n_tasks, unsigned int i,
+			   uint64_t *start, uint64_t *end)
 {
-	return job->pool + job->n_slots * job->slot_bytes +
-	       slot * job->digest_bytes;
+	*start = n * i / n_tasks;
+	*end = n * (i + 1) / n_tasks;
 }
 
-static int pnm_load_query(struct pnm_job *job)
+/*
+ * Factor of a fast score's error bound (pnm_kernels_simd.h).  With
+ * u = 2^-24 and gamma(n) = n u / (1 - n u), a sum of n rounded products
+ * is within gamma(n) * A of the exact sum, A the sum of absolute terms:
+ * the scalar order rounds g * d times; the fast order g - 1 times for qpos
+ * and qneg, d / 16 + 1 times per lane and 4 times across lanes.  Its A is
+ * itself computed the fast way.  The factor doubles the sum of both for
+ * the rounding of the bound itself and of score +- bound.
+ */
+static float pnm_bound_factor(unsigned int group, unsigned int head_dim)
 {
-	job->query = malloc(job->query_floats * sizeof(*job->query));
+	double u = 0x1p-24;
+	double n_ref = (double)group * head_dim;
+	double n_fast = group + head_dim / 16 + 5;
+	double g_ref = n_ref * u / (1 - n_ref * u);
+	double g_fast = n_fast * u / (1 - n_fast * u);
+
+	return (float)(2 * (g_ref + g_fast) / (1 - g_fast));
+}
+
+static int pnm_prepare(struct pnm_job *job)
+{
+	struct pnm_kernel_args *a = &job->args;
+	unsigned int d = job->cmd.head_dim, g, c;
+
+	a->dtype = job->cmd.dtype;
+	a->head_dim = d;
+	a->group = job->cmd.group;
+	a->page_shift = job->cmd.page_shift;
+	a->n_pages = job->n_pages;
+	a->last_valid = job->n_pages ?
+		job->cmd.n_tokens - (uint32_t)((job->n_pages - 1) << job->cmd.page_shift) : 0;
+	a->pool = job->pool;
+	a->slot_bytes = job->slot_bytes;
+	a->digests = job->pool ? job->pool + job->n_slots * job->slot_bytes : NULL;
+	a->digest_bytes = job->digest_bytes;
+	a->table = job->table;
+	a->scale = 1.0f / sqrtf((float)d);
+	a->bound_factor = pnm_bound_factor(a->group, d);
+	if (!pnm_opcode_uses_query(job->cmd.opcode))
+		return 0;
+
+	job->query = malloc((job->query_floats + 2 * d) * sizeof(*job->query));
 	if (!job->query)
 		return -ENOMEM;
 	memcpy(job->query, job->dev->mem + job->cmd.in.dpa,
 	       job->query_floats * sizeof(*job->query));
 	job->res->bytes_read += 4 * job->query_floats;
+
+	/* The group's positive and negative query parts, for fast scores. */
+	job->qpos = job->query + job->query_floats;
+	job->qneg = job->qpos + d;
+	for (c = 0; c < d; c++) {
+		float pos = 0.0f, neg = 0.0f;
+
+		for (g = 0; g < a->group; g++) {
+			float q = job->query[(size_t)g * d + c];
+
+			pos += q > 0 ? q : 0.0f;
+			neg += q < 0 ? q : 0.0f;
+		}
+		job->qpos[c] = pos;
+		job->qneg[c] = neg;
+	}
+	a->query = job->query;
+	a->qpos = job->qpos;
+	a->qneg = job->qneg;
 	return 0;
 }
 
-/*
- * DIGEST: per-channel min and max of each page's valid key rows.  Min and
- * max of dtype values are dtype values, so storing them back is exact.
- */
+/* ---- DIGEST ---- */
+
+static void pnm_digest_task(void *arg, unsigned int i)
+{
+	struct pnm_job *job = arg;
+	uint64_t page, start, end;
+
+	pnm_task_range(job->n_pages, job->n_tasks, i, &start, &end);
+	for (page = start; page < end; page++) {
+		uint32_t slot = job->table[page];
+
+		job->kern->digest(&job->args, job->pool + slot * job->slot_bytes,
+				  pnm_valid_tokens(job, (uint32_t)page),
+				  (uint8_t *)job->args.digests + slot * job->digest_bytes);
+	}
+}
+
+/* DIGEST: per-channel min and max of each page's valid key rows. */
 static int pnm_run_digest(struct pnm_job *job)
 {
-	unsigned int d = job->cmd.head_dim, dtype = job->cmd.dtype;
-	float *row, *lo, *hi;
-	uint64_t page;
+	uint64_t elements = (uint64_t)job->cmd.n_tokens * job->cmd.head_dim;
 
-	row = malloc(3 * (size_t)d * sizeof(*row));
-	if (!row)
-		return -ENOMEM;
-	lo = row + d;
-	hi = lo + d;
-
-	for (page = 0; page < job->n_pages; page++) {
-		uint32_t slot = job->table[page];
-		uint32_t valid = pnm_valid_tokens(job, page);
-		const uint8_t *keys = pnm_slot_keys(job, slot);
-		uint8_t *digest = pnm_slot_digest(job, slot);
-		unsigned int t, c;
-
-		for (c = 0; c < d; c++) {
-			lo[c] = INFINITY;
-			hi[c] = -INFINITY;
-		}
-		for (t = 0; t < valid; t++) {
-			pnm_load_row(dtype, keys + (size_t)t * d * job->esize,
-				     row, d);
-			for (c = 0; c < d; c++) {
-				if (row[c] < lo[c])
-					lo[c] = row[c];
-				if (row[c] > hi[c])
-					hi[c] = row[c];
-			}
-		}
-		pnm_store_row(dtype, digest, lo, d);
-		pnm_store_row(dtype, digest + (size_t)d * job->esize, hi, d);
-
-		job->res->bytes_read += (uint64_t)valid * d * job->esize;
-		job->res->flops += 2ULL * valid * d;
-	}
-	free(row);
+	job->n_tasks = pnm_split(job, job->n_pages, PNM_SPLIT_MIN_PAGES);
+	pnm_units_run(job->dev->units, pnm_digest_task, job, job->n_tasks);
+	job->res->bytes_read += elements * job->esize;
+	job->res->flops += 2 * elements;
 	return 0;
 }
 
-/*
- * Quest upper bound of page @page summed over the group: for each channel
- * the larger of q * min and q * max, accumulated in fp32, query head by
- * query head and channel by channel, the order the specification writes.
- */
-static float pnm_score_page(const struct pnm_job *job, uint32_t page,
-			    float *lo, float *hi)
-{
-	unsigned int d = job->cmd.head_dim, g, c;
-	const uint8_t *digest = pnm_slot_digest(job, job->table[page]);
-	float score = 0.0f;
-
-	pnm_load_row(job->cmd.dtype, digest, lo, d);
-	pnm_load_row(job->cmd.dtype, digest + (size_t)d * job->esize, hi, d);
-	for (g = 0; g < job->cmd.group; g++) {
-		const float *q = job->query + (size_t)g * d;
-
-		for (c = 0; c < d; c++) {
-			float a = q[c] * lo[c], b = q[c] * hi[c];
-
-			score += a > b ? a : b;
-		}
-	}
-	return score;
-}
+/* ---- SELECT ---- */
 
 struct pnm_candidate {
 	float score;
@@ -742,15 +655,153 @@ static void pnm_heap_sift_up(struct pnm_heap *h, unsigned int i)
 	}
 }
 
-static void pnm_heap_offer(struct pnm_heap *h, const struct pnm_candidate *c)
+static void pnm_heap_offer(struct pnm_heap *h, float score, uint32_t page)
 {
+	struct pnm_candidate c = { .score = score, .page = page };
+
 	if (h->len < h->cap) {
-		h->item[h->len] = *c;
+		h->item[h->len] = c;
 		pnm_heap_sift_up(h, h->len++);
-	} else if (h->cap && pnm_outranks(c, &h->item[0])) {
-		h->item[0] = *c;
+	} else if (h->cap && pnm_outranks(&c, &h->item[0])) {
+		h->item[0] = c;
 		pnm_heap_sift_down(h, 0);
 	}
+}
+
+/*
+ * The @cap largest of a stream of numbers, smallest at the root: after
+ * every number is offered, the root is the cap-th largest.
+ */
+struct pnm_top {
+	double *v;
+	unsigned int len;
+	unsigned int cap;
+};
+
+static void pnm_top_offer(struct pnm_top *t, double x)
+{
+	unsigned int i;
+
+	if (t->len < t->cap) {
+		i = t->len++;
+		while (i && t->v[(i - 1) / 2] > x) {
+			t->v[i] = t->v[(i - 1) / 2];
+			i = (i - 1) / 2;
+		}
+		t->v[i] = x;
+		return;
+	}
+	if (!(x > t->v[0]))
+		return;
+	i = 0;
+	for (;;) {
+		unsigned int l = 2 * i + 1, m = l;
+
+		if (l >= t->len)
+			break;
+		if (l + 1 < t->len && t->v[l + 1] < t->v[l])
+			m = l + 1;
+		if (!(t->v[m] < x))
+			break;
+		t->v[i] = t->v[m];
+		i = m;
+	}
+	t->v[i] = x;
+}
+
+/* The scores of a SELECT's candidate pages, split over the units. */
+struct pnm_scores {
+	struct pnm_job *job;
+	const uint32_t *cand;
+	uint64_t n_cand;
+	float *score;
+	float *bound;
+};
+
+static void pnm_score_task(void *arg, unsigned int i)
+{
+	struct pnm_scores *s = arg;
+	uint64_t start, end;
+
+	pnm_task_range(s->n_cand, s->job->n_tasks, i, &start, &end);
+	s->job->kern->score(&s->job->args, s->cand + start,
+			    (unsigned int)(end - start), s->score + start,
+			    s->bound + start);
+}
+
+/* Exact scores: the best @cap candidates by rank, appended to @pages. */
+static unsigned int pnm_pick_exact(const struct pnm_scores *s,
+				   unsigned int cap, struct pnm_candidate *buf,
+				   uint32_t *pages)
+{
+	struct pnm_heap heap = { .item = buf, .cap = cap };
+	uint64_t i;
+
+	for (i = 0; i < s->n_cand; i++)
+		pnm_heap_offer(&heap, s->score[i], s->cand[i]);
+	for (i = 0; i < heap.len; i++)
+		pages[i] = heap.item[i].page;
+	return heap.len;
+}
+
+/*
+ * Fast scores with bounds: the exact score of candidate i lies in
+ * [lo_i, hi_i] = score_i -+ bound_i.  With L the cap-th largest lo and U
+ * the (cap + 1)-th largest hi:
+ *   - lo_i > U: at most cap - 1 other pages can outrank i: selected;
+ *   - hi_i < L: at least cap pages outrank i: not selected;
+ *   - otherwise i is rescored exactly (the scalar order), and the rest of
+ *     the budget goes to the best of those by the exact rank.
+ * The result is the scalar path's selection, bit for bit.  Usually a few
+ * pages per command are rescored; a digest the fast path cannot bound
+ * (bound +inf) is always rescored.
+ */
+/* Where the exact score of candidate @i may lie: [*lo, *hi]. */
+static void pnm_interval(const struct pnm_scores *s, uint64_t i, double *lo,
+			 double *hi)
+{
+	double b = s->bound[i];
+
+	*lo = b < INFINITY ? s->score[i] - b : -INFINITY;
+	*hi = b < INFINITY ? s->score[i] + b : INFINITY;
+}
+
+static unsigned int pnm_pick_bounded(struct pnm_job *job,
+				     const struct pnm_scores *s,
+				     unsigned int cap, double *tops,
+				     struct pnm_candidate *buf, uint32_t *pages)
+{
+	struct pnm_top lows = { .v = tops, .cap = cap };
+	struct pnm_top highs = { .v = tops + cap, .cap = cap + 1 };
+	struct pnm_heap heap = { .item = buf };
+	unsigned int n = 0;
+	double lo, hi, L, U;
+	uint64_t i;
+
+	for (i = 0; i < s->n_cand; i++) {
+		pnm_interval(s, i, &lo, &hi);
+		pnm_top_offer(&lows, lo);
+		pnm_top_offer(&highs, hi);
+	}
+	L = lows.v[0];
+	U = highs.v[0];
+	for (i = 0; i < s->n_cand; i++) {
+		pnm_interval(s, i, &lo, &hi);
+		if (lo > U)
+			pages[n++] = s->cand[i];
+	}
+	heap.cap = cap - n;
+	for (i = 0; i < s->n_cand; i++) {
+		pnm_interval(s, i, &lo, &hi);
+		if (lo > U || hi < L)
+			continue;
+		pnm_heap_offer(&heap, pnm_score_exact(&job->args, s->cand[i]),
+			       s->cand[i]);
+		job->rescored++;
+	}
+	for (i = 0; i < heap.len; i++)
+		pages[n++] = heap.item[i].page;
+	return n;
 }
 
 static int pnm_cmp_page(const void *a, const void *b)
@@ -760,30 +811,14 @@ static int pnm_cmp_page(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/*
- * SELECT: the kept pages, then the best scores among the other pages that
- * are not excluded, until n_selected pages; written to @pages ascending.
- */
-static int pnm_select(struct pnm_job *job, uint32_t *pages)
+/* Pages that are neither excluded nor kept, ascending. */
+static uint64_t pnm_candidates(const struct pnm_job *job, uint32_t *cand)
 {
-	unsigned int d = job->cmd.head_dim, next_excluded = 0, n = 0, i;
-	struct pnm_heap heap = { .cap = job->n_selected - job->n_kept };
-	uint32_t last = (uint32_t)job->n_pages - 1;
-	float *lo, *hi;
-	uint32_t page;
-
-	lo = malloc(2 * (size_t)d * sizeof(*lo));
-	heap.item = malloc(((size_t)heap.cap + 1) * sizeof(*heap.item));
-	if (!lo || !heap.item) {
-		free(lo);
-		free(heap.item);
-		return -ENOMEM;
-	}
-	hi = lo + d;
+	uint32_t last = (uint32_t)job->n_pages - 1, page;
+	unsigned int next_excluded = 0;
+	uint64_t n = 0;
 
 	for (page = 0; page < job->n_pages; page++) {
-		struct pnm_candidate c;
-
 		if (next_excluded < job->list_len &&
 		    job->list[next_excluded] == page) {
 			next_excluded++;
@@ -792,128 +827,128 @@ static int pnm_select(struct pnm_job *job, uint32_t *pages)
 		if ((job->keep_sink && page == 0) ||
 		    (job->keep_recent && page == last))
 			continue;
-		c.score = pnm_score_page(job, page, lo, hi);
-		c.page = page;
-		pnm_heap_offer(&heap, &c);
-		job->res->bytes_read += job->digest_bytes;
-		job->res->flops += 4 * job->query_floats;
+		cand[n++] = page;
 	}
+	return n;
+}
+
+/*
+ * SELECT: the kept pages, then the best scores among the other pages that
+ * are not excluded, until n_selected pages; written to @pages ascending.
+ */
+static int pnm_select(struct pnm_job *job, uint32_t *pages)
+{
+	unsigned int cap = job->n_selected - job->n_kept, n = 0;
+	struct pnm_scores s = { .job = job };
+	struct pnm_candidate *buf;
+	uint32_t *cand;
+	double *tops;
+
+	cand = malloc((job->n_pages + 1) * sizeof(*cand));
+	s.score = malloc((job->n_pages + 1) * 2 * sizeof(*s.score));
+	buf = malloc(((size_t)cap + 1) * sizeof(*buf));
+	tops = malloc(((size_t)cap + 1) * 2 * sizeof(*tops));
+	if (!cand || !s.score || !buf || !tops) {
+		free(cand);
+		free(s.score);
+		free(buf);
+		free(tops);
+		return -ENOMEM;
+	}
+	s.bound = s.score + job->n_pages + 1;
+	s.cand = cand;
+	s.n_cand = pnm_candidates(job, cand);
+
+	job->n_tasks = pnm_split(job, s.n_cand, PNM_SPLIT_MIN_PAGES);
+	pnm_units_run(job->dev->units, pnm_score_task, &s, job->n_tasks);
+	job->res->bytes_read += s.n_cand * job->digest_bytes;
+	job->res->flops += 4 * job->query_floats * s.n_cand;
 
 	if (job->keep_sink)
 		pages[n++] = 0;
 	if (job->keep_recent)
-		pages[n++] = last;
-	for (i = 0; i < heap.len; i++)
-		pages[n++] = heap.item[i].page;
+		pages[n++] = (uint32_t)job->n_pages - 1;
+	if (cap >= s.n_cand) {
+		memcpy(pages + n, cand, s.n_cand * sizeof(*cand));
+		n += s.n_cand;
+	} else if (job->kern->exact_scores) {
+		n += pnm_pick_exact(&s, cap, buf, pages + n);
+	} else {
+		n += pnm_pick_bounded(job, &s, cap, tops, buf, pages + n);
+	}
 	qsort(pages, n, sizeof(*pages), pnm_cmp_page);
 	job->res->result = n;
 
-	free(lo);
-	free(heap.item);
+	free(cand);
+	free(s.score);
+	free(buf);
+	free(tops);
 	return 0;
 }
 
-/* Running state of one query head: max logit, sum of weights, output. */
-struct pnm_softmax {
-	float max;
-	float sum;
-	float *acc;	/* head_dim values, sum of weight * V */
+/* ---- ATTEND ---- */
+
+/* Attention over a page list, split over the units by page ranges. */
+struct pnm_attention {
+	struct pnm_job *job;
+	const uint32_t *pages;
+	unsigned int n_pages;
+	struct pnm_attend_state *st;	/* one per task */
 };
 
-/*
- * Online softmax step for one token with logit @l and values @v: weights
- * stay relative to the running maximum, so no exp() overflows.  A token
- * with logit -inf has weight 0 and is skipped, which also avoids -inf minus
- * -inf while no token has been seen.
- */
-static void pnm_softmax_add(struct pnm_softmax *sm, float l, const float *v,
-			    unsigned int d)
+static void pnm_attend_task(void *arg, unsigned int i)
 {
-	unsigned int c;
+	struct pnm_attention *at = arg;
+	uint64_t start, end;
 
-	if (l == -INFINITY)
-		return;
-	if (l > sm->max) {
-		float rescale = expf(sm->max - l);
-
-		sm->sum = sm->sum * rescale + 1.0f;
-		for (c = 0; c < d; c++)
-			sm->acc[c] = sm->acc[c] * rescale + v[c];
-		sm->max = l;
-	} else {
-		float w = expf(l - sm->max);
-
-		sm->sum += w;
-		for (c = 0; c < d; c++)
-			sm->acc[c] += w * v[c];
-	}
+	pnm_task_range(at->n_pages, at->job->n_tasks, i, &start, &end);
+	at->job->kern->attend(&at->job->args, at->pages + start,
+			      (unsigned int)(end - start), &at->st[i]);
 }
 
 /*
- * ATTEND over the valid tokens of @pages, head by head; results go to
- * @out ([group][head_dim] then lse[group]) in local memory.  Each key and
- * value row is converted once and used by every head of the group.
+ * ATTEND over the valid tokens of @pages; results go to @out
+ * ([group][head_dim] then lse[group]) in local memory.  Each task keeps
+ * its own softmax state; the states merge by log-sum-exp in task order,
+ * so the result does not depend on which unit ran which task.
  */
 static int pnm_attend(struct pnm_job *job, const uint32_t *pages,
 		      unsigned int n_pages, float *out)
 {
-	unsigned int d = job->cmd.head_dim, group = job->cmd.group;
-	float scale = 1.0f / sqrtf((float)d);
-	struct pnm_softmax *sm;
-	float *krow, *vrow, *lse = out + job->query_floats;
-	unsigned int p, g, c;
+	unsigned int d = job->cmd.head_dim, group = job->cmd.group, i;
+	size_t per_task = 2 * (size_t)group + (size_t)group * d;
+	struct pnm_attention at = { .job = job, .pages = pages, .n_pages = n_pages };
+	uint64_t tokens = 0;
+	float *mem;
 
-	sm = malloc(group * sizeof(*sm));
-	krow = malloc(2 * (size_t)d * sizeof(*krow));
-	if (!sm || !krow) {
-		free(sm);
-		free(krow);
+	for (i = 0; i < n_pages; i++)
+		tokens += pnm_valid_tokens(job, pages[i]);
+	job->n_tasks = pnm_split(job, tokens, PNM_SPLIT_MIN_TOKENS);
+	if (job->n_tasks > n_pages)
+		job->n_tasks = n_pages ? n_pages : 1;
+
+	at.st = malloc(job->n_tasks * sizeof(*at.st));
+	mem = malloc(job->n_tasks * per_task * sizeof(*mem));
+	if (!at.st || !mem) {
+		free(at.st);
+		free(mem);
 		return -ENOMEM;
 	}
-	vrow = krow + d;
-	for (g = 0; g < group; g++) {
-		sm[g].max = -INFINITY;
-		sm[g].sum = 0.0f;
-		sm[g].acc = out + (size_t)g * d;
-		memset(sm[g].acc, 0, d * sizeof(float));
+	for (i = 0; i < job->n_tasks; i++) {
+		at.st[i].max = mem + i * per_task;
+		at.st[i].sum = at.st[i].max + group;
+		at.st[i].acc = at.st[i].sum + group;
+		pnm_attend_init(&at.st[i], group, d);
 	}
+	pnm_units_run(job->dev->units, pnm_attend_task, &at, job->n_tasks);
+	for (i = 1; i < job->n_tasks; i++)
+		pnm_attend_merge(&at.st[0], &at.st[i], group, d);
+	pnm_attend_finish(&at.st[0], group, d, out, out + job->query_floats);
 
-	for (p = 0; p < n_pages; p++) {
-		uint32_t valid = pnm_valid_tokens(job, pages[p]);
-		const uint8_t *keys = pnm_slot_keys(job, job->table[pages[p]]);
-		const uint8_t *values = keys + job->slot_bytes / 2;
-		size_t row_bytes = (size_t)d * job->esize;
-		uint32_t t;
-
-		for (t = 0; t < valid; t++) {
-			pnm_load_row(job->cmd.dtype, keys + t * row_bytes, krow, d);
-			pnm_load_row(job->cmd.dtype, values + t * row_bytes, vrow, d);
-			for (g = 0; g < group; g++) {
-				const float *q = job->query + (size_t)g * d;
-				float dot = 0.0f;
-
-				for (c = 0; c < d; c++)
-					dot += q[c] * krow[c];
-				pnm_softmax_add(&sm[g], scale * dot, vrow, d);
-			}
-		}
-		job->res->bytes_read += 2ULL * valid * row_bytes;
-		job->res->flops += 4ULL * valid * job->query_floats;
-	}
-
-	/* out = acc / sum and lse = max + log(sum); no token: 0 and -inf. */
-	for (g = 0; g < group; g++) {
-		if (sm[g].max == -INFINITY) {
-			memset(sm[g].acc, 0, d * sizeof(float));
-			lse[g] = -INFINITY;
-			continue;
-		}
-		for (c = 0; c < d; c++)
-			sm[g].acc[c] /= sm[g].sum;
-		lse[g] = sm[g].max + logf(sm[g].sum);
-	}
-	free(sm);
-	free(krow);
+	job->res->bytes_read += 2 * tokens * d * job->esize;
+	job->res->flops += 4 * tokens * job->query_floats;
+	free(at.st);
+	free(mem);
 	return 0;
 }
 
@@ -1005,11 +1040,9 @@ static int pnm_run(struct pnm_job *job)
 	if (job->cmd.pool.len)
 		job->pool = job->dev->mem + job->cmd.pool.dpa;
 
-	if (pnm_opcode_uses_query(job->cmd.opcode)) {
-		ret = pnm_load_query(job);
-		if (ret)
-			return ret;
-	}
+	ret = pnm_prepare(job);
+	if (ret)
+		return ret;
 	switch (job->cmd.opcode) {
 	case PNM_OP_DIGEST:
 		return pnm_run_digest(job);
@@ -1025,7 +1058,11 @@ static int pnm_run(struct pnm_job *job)
 int pnm_exec(const struct pnm_exec_dev *dev, const struct pnm_hw_cmd *cmd,
 	     struct pnm_exec_result *res)
 {
-	struct pnm_job job = { .dev = dev, .res = res };
+	struct pnm_job job = {
+		.dev = dev,
+		.res = res,
+		.kern = dev->kernels ? dev->kernels : &pnm_kernels_scalar,
+	};
 	enum pnm_hw_status status;
 	int ret;
 
@@ -1037,6 +1074,7 @@ int pnm_exec(const struct pnm_exec_dev *dev, const struct pnm_hw_cmd *cmd,
 		ret = pnm_run(&job);
 	if (!ret)
 		res->status = status;
+	res->rescored = job.rescored;
 
 	free(job.table);
 	free(job.list);

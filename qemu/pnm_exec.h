@@ -14,6 +14,9 @@
 
 #include "cxl_pnm_hw.h"
 
+struct pnm_kernels;
+struct pnm_units;
+
 /**
  * struct pnm_exec_dev - device memory and capabilities, as the device uses
  *	them (never re-read from the control block, which the host can write)
@@ -25,6 +28,8 @@
  * @max_group: largest GQA group
  * @page_shifts: bitmap of supported page_shift values
  * @max_k: largest page budget
+ * @kernels: kernel path (pnm_kernels.h); NULL means the scalar path
+ * @units: compute units that split one command's pages; NULL: the caller
  */
 struct pnm_exec_dev {
 	uint8_t *mem;
@@ -35,6 +40,8 @@ struct pnm_exec_dev {
 	uint32_t max_group;
 	uint32_t page_shifts;
 	uint32_t max_k;
+	const struct pnm_kernels *kernels;
+	struct pnm_units *units;
 };
 
 /**
@@ -43,12 +50,15 @@ struct pnm_exec_dev {
  * @result: pages selected (SELECT, SELECT_ATTEND) or attended (ATTEND)
  * @bytes_read: bytes of device memory the command read, validation included
  * @flops: arithmetic operations of the kernels, for the timing model
+ * @rescored: SELECT candidates whose fast score was too close to the cut
+ *	and were rescored in the scalar order (pnm_exec.c)
  */
 struct pnm_exec_result {
 	uint16_t status;
 	uint32_t result;
 	uint64_t bytes_read;
 	uint64_t flops;
+	uint32_t rescored;
 };
 
 /*

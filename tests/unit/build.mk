@@ -37,6 +37,26 @@ $(UNIT_SAN_BINS): $(BUILD)/san/tests/host/%: $(UNIT_DIR)/%.c $(UNIT_DEPS) \
 		-DPNM_DEVICE_BIN='"$(BUILD)/san/bin/pnm-device"' -o $@ \
 		$< $(UNIT_DIR)/pnm_unit.c $(LIBPNM_SAN_A) $(LIBPNM_LDLIBS)
 
+# kernel_paths runs the executor in process, every kernel path against the
+# scalar one: it links the device model's executor (qemu/build.mk) itself.
+# The sanitizer build covers the vector paths too.
+KPATH_SRCS := $(UNIT_DIR)/kernel_paths.c $(UNIT_DIR)/pnm_unit.c $(PNM_EXEC_SRCS)
+KPATH_CFLAGS = $(UNIT_CFLAGS) -I$(TOP)/qemu -DPNM_DEVICE_BIN='"$(BIN)/pnm-device"'
+
+$(TESTBIN)/host/kernel_paths: $(KPATH_SRCS) $(UNIT_DEPS) $(PNM_EXEC_HDRS) $(LIBPNM_A)
+	@test -n "$(KSRC)" || { echo "KSRC unset: run 'make setup' first" >&2; exit 1; }
+	@mkdir -p $(@D)
+	$(CC) $(KPATH_CFLAGS) -o $@ $(KPATH_SRCS) $(LIBPNM_A) $(LIBPNM_LDLIBS) \
+		$(PNM_EXEC_LDLIBS)
+
+$(BUILD)/san/tests/host/kernel_paths: $(KPATH_SRCS) $(UNIT_DEPS) $(PNM_EXEC_HDRS) \
+		$(LIBPNM_SAN_A)
+	@test -n "$(KSRC)" || { echo "KSRC unset: run 'make setup' first" >&2; exit 1; }
+	@mkdir -p $(@D)
+	$(CC) $(KPATH_CFLAGS) $(SANFLAGS) -o $@ $(KPATH_SRCS) $(LIBPNM_SAN_A) \
+		$(LIBPNM_LDLIBS) $(PNM_EXEC_LDLIBS)
+
 .PHONY: host-tests
-host-tests: $(UNIT_BINS) $(UNIT_SAN_BINS)
+host-tests: $(UNIT_BINS) $(UNIT_SAN_BINS) $(TESTBIN)/host/kernel_paths \
+	$(BUILD)/san/tests/host/kernel_paths
 check: host-tests
