@@ -8,14 +8,17 @@
  * every struct cxl_pnm_buf with the driver's checks and errnos before a
  * command reaches the device.  Everything the device itself checks (dtype,
  * shapes, pages, sizes) is left to the device, whose status comes back in
- * the results.  Only queue 0 is used, and one process at a time may drive
- * a device: opening it resets it.
+ * the results.  Only queue 0 is used, and one user at a time may drive a
+ * device: opening it resets it, so a second user would corrupt the first's
+ * queue and regions.  pnm_direct_lock() enforces that at open.
  */
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -32,6 +35,13 @@
 #define PNM_DIRECT_DEFAULT_TIMEOUT_MS	10000
 /* Enable and reset wait this long; the device polls at least every 1 s. */
 #define PNM_DIRECT_CONTROL_TIMEOUT_MS	3000
+/*
+ * The byte of the backing file whose open file description lock marks the
+ * direct transport's user.  Byte 0 is left to the device model, which may
+ * lock it for "one pnm-device per file"; the lock is advisory, so the
+ * bytes' contents (the control block) are not affected.
+ */
+#define PNM_DIRECT_LOCK_BYTE		1
 /* Poll completions busily this long before sleeping between polls. */
 #define PNM_DIRECT_SPIN_NS		20000
 #define PNM_DIRECT_MAX_SLEEP_NS		100000
@@ -232,15 +242,131 @@ static void pnm_direct_setup_queue(struct pnm_direct *d)
 	d->cq = (struct pnm_hw_cqe *)(d->mem + q_off + nr * sq_bytes);
 }
 
+/*
+ * Does the open file description behind /proc/@pid/fd/@fd hold our lock?
+ * Its fdinfo lists the locks the description owns; an OFD lock's pid
+ * field reads -1, so the lock's range tells ours apart.
+ */
+static bool pnm_direct_fd_holds_lock(const char *pid, const char *fd)
+{
+	/* pid and fd come from readdir(): up to 255 bytes each. */
+	char path[576], line[256], range[32];
+	bool held = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%s/fdinfo/%s", pid, fd);
+	snprintf(range, sizeof(range), " %d %d\n", PNM_DIRECT_LOCK_BYTE,
+		 PNM_DIRECT_LOCK_BYTE);
+	f = fopen(path, "re");
+	if (!f)
+		return false;
+	while (!held && fgets(line, sizeof(line), f)) {
+		size_t n = strlen(line), r = strlen(range);
+
+		held = !strncmp(line, "lock:", 5) && strstr(line, "OFDLCK") &&
+		       n >= r && !strcmp(line + n - r, range);
+	}
+	fclose(f);
+	return held;
+}
+
+/* Scan one process's descriptors for the lock on @st's file. */
+static bool pnm_direct_pid_holds_lock(const char *pid, const struct stat *st)
+{
+	char path[288], fd_path[576];
+	struct dirent *e;
+	struct stat fst;
+	bool held = false;
+	DIR *dir;
+
+	snprintf(path, sizeof(path), "/proc/%s/fd", pid);
+	dir = opendir(path);
+	if (!dir)
+		return false;
+	while (!held && (e = readdir(dir))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(fd_path, sizeof(fd_path), "%s/%s", path, e->d_name);
+		if (stat(fd_path, &fst) || fst.st_dev != st->st_dev ||
+		    fst.st_ino != st->st_ino)
+			continue;
+		held = pnm_direct_fd_holds_lock(pid, e->d_name);
+	}
+	closedir(dir);
+	return held;
+}
+
+/*
+ * The process holding the direct transport's lock on @st's file, found
+ * through /proc because F_OFD_GETLK reports no pid; 0 when it cannot be
+ * seen (another user's process, or no /proc).  Only runs on the error path.
+ */
+static pid_t pnm_direct_lock_holder(const struct stat *st)
+{
+	struct dirent *e;
+	pid_t holder = 0;
+	DIR *proc;
+
+	proc = opendir("/proc");
+	if (!proc)
+		return 0;
+	while (!holder && (e = readdir(proc))) {
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		if (pnm_direct_pid_holds_lock(e->d_name, st))
+			holder = (pid_t)atoi(e->d_name);
+	}
+	closedir(proc);
+	return holder;
+}
+
+/*
+ * One user per device model: an open file description (OFD) write lock on
+ * PNM_DIRECT_LOCK_BYTE.  Unlike a POSIX record lock it also conflicts with
+ * a second open in the same process, and it goes away with the last
+ * descriptor of this open, so a killed user never leaves it behind.
+ */
+static int pnm_direct_lock(struct pnm_direct *d, const char *path,
+			   const struct stat *st)
+{
+	struct flock fl = {
+		.l_type = F_WRLCK,
+		.l_whence = SEEK_SET,
+		.l_start = PNM_DIRECT_LOCK_BYTE,
+		.l_len = 1,
+	};
+	pid_t holder;
+
+	if (!fcntl(d->fd, F_OFD_SETLK, &fl))
+		return 0;
+	if (errno != EAGAIN && errno != EACCES)
+		return pnm_error(-errno, "%s: failed to lock byte %d: %s", path,
+				 PNM_DIRECT_LOCK_BYTE, strerror(errno));
+	holder = pnm_direct_lock_holder(st);
+	if (holder == getpid())
+		return pnm_error(-EBUSY, "%s: already opened by this process (pid %d); one direct-transport user at a time",
+				 path, (int)holder);
+	if (holder)
+		return pnm_error(-EBUSY, "%s: already opened by another process (pid %d); one direct-transport user at a time",
+				 path, (int)holder);
+	return pnm_error(-EBUSY, "%s: already opened by another process or by this one; one direct-transport user at a time",
+			 path);
+}
+
 static int pnm_direct_map(struct pnm_direct *d, const char *path)
 {
 	struct stat st;
+	int ret;
 
 	d->fd = open(path, O_RDWR | O_CLOEXEC);
 	if (d->fd < 0)
 		return pnm_error(-errno, "%s: failed to open: %s", path, strerror(errno));
 	if (fstat(d->fd, &st))
 		return pnm_error(-errno, "%s: failed to stat: %s", path, strerror(errno));
+	/* Before the device is touched: opening resets it. */
+	ret = pnm_direct_lock(d, path, &st);
+	if (ret)
+		return ret;
 	if ((uint64_t)st.st_size < PNM_HW_CTRL_SIZE)
 		return pnm_error(-ENODEV, "%s: %llu bytes, too small for a device",
 				 path, (unsigned long long)st.st_size);

@@ -264,9 +264,11 @@ static int kvcache_init_sizes(struct kvcache *c)
 	if (streams > UINT32_MAX / pages ||
 	    streams * pages * (c->slot_bytes + c->digest_bytes) > UINT32_MAX)
 		return pnm_error(-E2BIG,
-				 "kvcache: %llu streams of %llu pages exceed the 4 GiB a command's pool can span; reduce nr_sequences or max_tokens",
+				 "kvcache: %llu streams (nr_sequences x layers x kv_heads) of %llu pages of %llu bytes exceed the 4 GiB a command's pool can span; reduce nr_sequences, layers or max_tokens %u",
 				 (unsigned long long)streams,
-				 (unsigned long long)pages);
+				 (unsigned long long)pages,
+				 (unsigned long long)(c->slot_bytes + c->digest_bytes),
+				 cfg->max_tokens);
 	c->n_streams = (unsigned int)streams;
 	c->max_pages = (uint32_t)pages;
 	c->n_parts = cfg->spread == KVCACHE_SPREAD_TOKENS ? c->n_devs : 1;

@@ -16,11 +16,26 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+PROG = "pnm-accuracy-plot.py"
+
+
+def read_rows(path):
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        sys.exit(f"{PROG}: {path}: {e.strerror}")
+    need = {"case", "mode", "budget_tokens", "mass_ratio", "rel_error"}
+    if not rows or not need <= set(rows[0]):
+        sys.exit(f"{PROG}: {path}: not a pnm-accuracy CSV (columns "
+                 f"{', '.join(sorted(need))} expected)")
+    return rows
+
+
 def main():
     if len(sys.argv) != 3:
-        sys.exit("usage: pnm-accuracy-plot.py RESULTS.csv OUT.png")
-    with open(sys.argv[1], newline="") as f:
-        rows = list(csv.DictReader(f))
+        sys.exit(f"usage: {PROG} RESULTS.csv OUT.png")
+    rows = read_rows(sys.argv[1])
     cases = list(dict.fromkeys(r["case"] for r in rows))
     fig, axes = plt.subplots(2, len(cases), figsize=(4 * len(cases), 6.5),
                              sharex=True, squeeze=False)
@@ -40,7 +55,10 @@ def main():
     axes[1][0].set_ylabel("relative output error")
     axes[0][0].legend()
     fig.tight_layout()
-    fig.savefig(sys.argv[2], dpi=100)
+    try:
+        fig.savefig(sys.argv[2], dpi=100)
+    except OSError as e:
+        sys.exit(f"{PROG}: cannot write {sys.argv[2]}: {e.strerror}")
 
 
 if __name__ == "__main__":

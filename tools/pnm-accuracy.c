@@ -16,16 +16,19 @@
  * Documentation/accuracy.rst describes the cases and records results.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <libgen.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,6 +48,11 @@
 #ifndef PNM_TOOLS_DIR
 #define PNM_TOOLS_DIR "tools"
 #endif
+#define ACC_PLOT_SCRIPT	PNM_TOOLS_DIR "/pnm-accuracy-plot.py"
+#define ACC_PYTHON	"/usr/bin/python3"
+
+/* The program's name for messages: argv[0] without its directory. */
+static const char *prog = "pnm-accuracy";
 
 static const unsigned int budgets[] = { 256, 512, 1024, 2048, 4096 };
 #define N_BUDGETS	(sizeof(budgets) / sizeof(budgets[0]))
@@ -407,7 +415,7 @@ out_src:
 	source_free(&src);
 out:
 	if (ret)
-		fprintf(stderr, "pnm-accuracy: %s, budget %u: %s\n",
+		fprintf(stderr, "%s: %s, budget %u: %s\n", prog,
 			case_names[row->kcase], row->budget, pnm_last_error());
 	free(r.tokens.k);
 	free(r.tokens.v);
@@ -419,7 +427,7 @@ out:
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: pnm-accuracy (--device direct:PATH | --spawn-device) [options]\n"
+		"usage: %s (--device direct:PATH | --spawn-device) [options]\n"
 		"  --device NAME     a device: direct:PATH of a running pnm-device, or /dev/cxl/pnmN\n"
 		"  --spawn-device    start pnm-device (next to this program) on a /dev/shm file of\n"
 		"                    its own, and remove it afterwards\n"
@@ -428,7 +436,21 @@ static void usage(FILE *out)
 		"  --measured N      last steps measured (default 4)\n"
 		"  --seed N          (default 1)\n"
 		"  --csv FILE        write the table as CSV\n"
-		"  --plot FILE       write a PNG plot (/usr/bin/python3 with matplotlib)\n");
+		"  --plot FILE       write a PNG plot (/usr/bin/python3 with matplotlib)\n",
+		prog);
+}
+
+/* A bad command line: one line naming the problem, and where help is. */
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "; try '%s --help'\n", prog);
+	return -1;
 }
 
 static int parse_uint(const char *opt, const char *arg, unsigned long long min,
@@ -439,9 +461,86 @@ static int parse_uint(const char *opt, const char *arg, unsigned long long min,
 	errno = 0;
 	*value = strtoull(arg, &end, 0);
 	if (errno || end == arg || *end || arg[0] == '-' || *value < min ||
-	    *value > max) {
-		fprintf(stderr, "pnm-accuracy: %s '%s' is invalid: expected %llu to %llu\n",
-			opt, arg, min, max);
+	    *value > max)
+		return usage_error("%s '%s' is invalid: expected %llu to %llu",
+				   opt, arg, min, max);
+	return 0;
+}
+
+/*
+ * Can @path be written once the run is over?  Checked before the run,
+ * which takes minutes: its folder must exist and be writable, and an
+ * existing @path must be a writable regular file.
+ */
+static int check_output(const char *opt, const char *path)
+{
+	char copy[PATH_MAX];
+	const char *dir;
+	struct stat st;
+
+	if (!path[0])
+		return usage_error("%s '': give a file name", opt);
+	if (strlen(path) >= sizeof(copy))
+		return usage_error("%s: path longer than %d bytes", opt, PATH_MAX - 1);
+	strcpy(copy, path);
+	dir = dirname(copy);
+	if (stat(dir, &st) || !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "%s: %s %s: folder %s does not exist; create it or write elsewhere\n",
+			prog, opt, path, dir);
+		return -1;
+	}
+	if (access(dir, W_OK | X_OK)) {
+		fprintf(stderr, "%s: %s %s: folder %s is not writable: %s\n",
+			prog, opt, path, dir, strerror(errno));
+		return -1;
+	}
+	if (!stat(path, &st) && (!S_ISREG(st.st_mode) || access(path, W_OK))) {
+		fprintf(stderr, "%s: %s %s: exists and is not a writable file\n",
+			prog, opt, path);
+		return -1;
+	}
+	return 0;
+}
+
+/* Run @argv, wait for it; its exit status, or -1 if it could not run. */
+static int run_program(char *const argv[], bool quiet)
+{
+	int status, fd;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		if (quiet) {
+			fd = open("/dev/null", O_WRONLY);
+			if (fd >= 0) {
+				dup2(fd, STDOUT_FILENO);
+				dup2(fd, STDERR_FILENO);
+			}
+		}
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	if (waitpid(pid, &status, 0) != pid)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* --plot needs the plot script and a python3 with matplotlib: check now. */
+static int check_plot(const char *path)
+{
+	char *probe[] = { ACC_PYTHON, "-c", "import matplotlib", NULL };
+
+	if (check_output("--plot", path))
+		return -1;
+	if (access(ACC_PLOT_SCRIPT, R_OK)) {
+		fprintf(stderr, "%s: --plot: plot script %s: %s\n", prog,
+			ACC_PLOT_SCRIPT, strerror(errno));
+		return -1;
+	}
+	if (run_program(probe, true)) {
+		fprintf(stderr, "%s: --plot: %s cannot import matplotlib; install python3-matplotlib (apt-get install python3-matplotlib)\n",
+			prog, ACC_PYTHON);
 		return -1;
 	}
 	return 0;
@@ -465,7 +564,8 @@ static int parse_args(int argc, char **argv, struct acc_opts *o)
 	int opt, ret = 0;
 
 	*o = (struct acc_opts){ .context = 16384, .steps = 12, .measured = 4, .seed = 1 };
-	while (!ret && (opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	opterr = 0;	/* getopt's messages carry the full path: ours follow */
+	while (!ret && (opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'd':
 			o->device = optarg;
@@ -498,26 +598,26 @@ static int parse_args(int argc, char **argv, struct acc_opts *o)
 		case 'h':
 			usage(stdout);
 			exit(0);
+		case ':':
+			return usage_error("option '%s' needs a value", argv[optind - 1]);
 		default:
-			usage(stderr);
-			return -1;
+			return usage_error("unknown option '%s'", argv[optind - 1]);
 		}
 	}
 	if (ret)
 		return ret;
-	if (optind < argc) {
-		fprintf(stderr, "pnm-accuracy: unexpected argument '%s'\n", argv[optind]);
+	if (optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	if (!o->device == !o->spawn)
+		return usage_error(o->spawn ? "--device and --spawn-device both choose the device; give one of them" :
+				   "no device: give --device direct:PATH or --spawn-device");
+	if (o->measured > o->steps)
+		return usage_error("--measured %u exceeds --steps %u", o->measured,
+				   o->steps);
+	if (o->csv && check_output("--csv", o->csv))
 		return -1;
-	}
-	if (!o->device == !o->spawn) {
-		fprintf(stderr, "pnm-accuracy: give exactly one of --device and --spawn-device\n");
+	if (o->plot && check_plot(o->plot))
 		return -1;
-	}
-	if (o->measured > o->steps) {
-		fprintf(stderr, "pnm-accuracy: --measured %u exceeds --steps %u\n",
-			o->measured, o->steps);
-		return -1;
-	}
 	return 0;
 }
 
@@ -528,6 +628,14 @@ struct acc_model {
 	char log[80];
 	char name[80];
 };
+
+/*
+ * What an interrupted run must remove: the spawned model with its backing
+ * file and log, and the CSV written for the plot alone.  Global, for the
+ * signal handler.
+ */
+static struct acc_model model;
+static char tmp_csv[64];
 
 static bool model_ready(const char *log)
 {
@@ -545,6 +653,7 @@ static bool model_ready(const char *log)
 	return strstr(buf, "pnm-device: ready") != NULL;
 }
 
+/* Async-signal-safe: kill(), waitpid() and unlink() only. */
 static void model_stop(struct acc_model *m)
 {
 	int status;
@@ -554,8 +663,65 @@ static void model_stop(struct acc_model *m)
 		waitpid(m->pid, &status, 0);
 		m->pid = 0;
 	}
-	unlink(m->mem);
-	unlink(m->log);
+	if (m->mem[0])
+		unlink(m->mem);
+	if (m->log[0])
+		unlink(m->log);
+}
+
+/* Clean up, then die of the signal as if it had not been caught. */
+static void on_signal(int sig)
+{
+	model_stop(&model);
+	if (tmp_csv[0])
+		unlink(tmp_csv);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static const int cleanup_signals[] = { SIGINT, SIGTERM, SIGHUP };
+#define N_CLEANUP_SIGNALS	(sizeof(cleanup_signals) / sizeof(cleanup_signals[0]))
+
+static void catch_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+	unsigned int i;
+
+	sigemptyset(&sa.sa_mask);
+	for (i = 0; i < N_CLEANUP_SIGNALS; i++)
+		sigaddset(&sa.sa_mask, cleanup_signals[i]);
+	for (i = 0; i < N_CLEANUP_SIGNALS; i++)
+		sigaction(cleanup_signals[i], &sa, NULL);
+}
+
+/* Hold the signals while the handler's state changes under it. */
+static void block_signals(bool block)
+{
+	sigset_t set;
+	unsigned int i;
+
+	sigemptyset(&set);
+	for (i = 0; i < N_CLEANUP_SIGNALS; i++)
+		sigaddset(&set, cleanup_signals[i]);
+	sigprocmask(block ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
+}
+
+/* The model's last words (its log's first line), or its exit status. */
+static const char *model_exit_reason(const char *log, int status)
+{
+	static char reason[160];
+	FILE *f = fopen(log, "re");
+
+	reason[0] = '\0';
+	if (f) {
+		if (fgets(reason, sizeof(reason), f))
+			reason[strcspn(reason, "\n")] = '\0';
+		fclose(f);
+	}
+	if (!reason[0])
+		snprintf(reason, sizeof(reason), "status %d",
+			 WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+	return reason;
 }
 
 /* Start the pnm-device that sits next to this program. */
@@ -564,9 +730,14 @@ static int model_start(struct acc_model *m)
 	char self[PATH_MAX], bin[PATH_MAX + 16], *slash;
 	ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	int waited, fd, status;
+	unsigned int i;
+	pid_t pid;
 
-	if (len <= 0)
+	if (len <= 0) {
+		fprintf(stderr, "%s: cannot find this program's folder: /proc/self/exe: %s\n",
+			prog, strerror(errno));
 		return -1;
+	}
 	self[len] = '\0';
 	slash = strrchr(self, '/');
 	if (slash)
@@ -578,11 +749,14 @@ static int model_start(struct acc_model *m)
 	snprintf(m->log, sizeof(m->log), "%s.log", m->mem);
 	snprintf(m->name, sizeof(m->name), "direct:%s", m->mem);
 
-	m->pid = fork();
-	if (m->pid < 0)
-		return -1;
-	if (m->pid == 0) {
-		/* The model must not outlive a test that is killed. */
+	/* The handler must know the child from the moment it exists. */
+	block_signals(true);
+	pid = fork();
+	if (pid == 0) {
+		for (i = 0; i < N_CLEANUP_SIGNALS; i++)
+			signal(cleanup_signals[i], SIG_DFL);
+		block_signals(false);
+		/* The model must not outlive a run that is killed. */
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		fd = open(m->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 		if (fd >= 0)
@@ -591,18 +765,25 @@ static int model_start(struct acc_model *m)
 		fprintf(stderr, "exec %s failed: %s\n", bin, strerror(errno));
 		_exit(127);
 	}
+	m->pid = pid > 0 ? pid : 0;
+	block_signals(false);
+	if (pid < 0) {
+		fprintf(stderr, "%s: fork for %s failed: %s\n", prog, bin,
+			strerror(errno));
+		return -1;
+	}
 	for (waited = 0; waited < 10000; waited += 10) {
 		if (model_ready(m->log))
 			return 0;
 		if (waitpid(m->pid, &status, WNOHANG) == m->pid) {
 			m->pid = 0;
-			fprintf(stderr, "pnm-accuracy: %s exited before it was ready (see PNM_DEVICE)\n",
-				bin);
+			fprintf(stderr, "%s: %s exited before it was ready (%s); set PNM_DEVICE to a pnm-device binary\n",
+				prog, bin, model_exit_reason(m->log, status));
 			return -1;
 		}
 		usleep(10000);
 	}
-	fprintf(stderr, "pnm-accuracy: %s not ready after 10 s\n", bin);
+	fprintf(stderr, "%s: %s not ready after 10 s; see %s\n", prog, bin, m->log);
 	return -1;
 }
 
@@ -636,55 +817,72 @@ static void print_table(FILE *out, const struct acc_row *rows, unsigned int n,
 	}
 }
 
+static int write_csv(const char *path, const struct acc_row *rows,
+		     unsigned int n)
+{
+	FILE *f = fopen(path, "w");
+
+	if (!f) {
+		fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
+		return -1;
+	}
+	print_table(f, rows, n, true);
+	if (fclose(f)) {
+		fprintf(stderr, "%s: writing %s failed: %s\n", prog, path,
+			strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 static int write_outputs(const struct acc_opts *o, const struct acc_row *rows,
 			 unsigned int n)
 {
-	char tmp[64] = "", cmd[PATH_MAX * 3];
 	const char *csv = o->csv;
-	FILE *f;
-	int ret = 0;
+	int ret;
 
 	if (!csv && o->plot) {
-		snprintf(tmp, sizeof(tmp), "/tmp/pnm-accuracy-%d.csv", (int)getpid());
-		csv = tmp;
+		snprintf(tmp_csv, sizeof(tmp_csv), "/tmp/pnm-accuracy-%d.csv",
+			 (int)getpid());
+		csv = tmp_csv;
 	}
-	if (csv) {
-		f = fopen(csv, "w");
-		if (!f) {
-			fprintf(stderr, "pnm-accuracy: %s: %s\n", csv, strerror(errno));
-			return -1;
-		}
-		print_table(f, rows, n, true);
-		fclose(f);
-	}
-	if (o->plot) {
-		snprintf(cmd, sizeof(cmd), "/usr/bin/python3 '%s/pnm-accuracy-plot.py' '%s' '%s'",
-			 PNM_TOOLS_DIR, csv, o->plot);
-		if (system(cmd)) {
-			fprintf(stderr, "pnm-accuracy: the plot failed: %s\n", cmd);
+	ret = csv ? write_csv(csv, rows, n) : 0;
+	if (!ret && o->plot) {
+		char *argv[] = { ACC_PYTHON, ACC_PLOT_SCRIPT, (char *)csv,
+				 (char *)o->plot, NULL };
+
+		/* The script prints its own one-line reason. */
+		if (run_program(argv, false)) {
+			fprintf(stderr, "%s: the plot %s was not written\n", prog,
+				o->plot);
 			ret = -1;
 		}
 	}
-	if (tmp[0])
-		unlink(tmp);
+	if (tmp_csv[0])
+		unlink(tmp_csv);
 	return ret;
 }
 
 int main(int argc, char **argv)
 {
 	struct acc_row rows[N_CASES * N_BUDGETS * 2];
-	struct acc_model model = { 0 };
 	struct acc_opts o;
 	struct pnm_dev *dev = NULL;
 	unsigned int n = 0, kc, b, mode;
 	int ret = 1;
 
+	if (argv[0] && strrchr(argv[0], '/'))
+		prog = strrchr(argv[0], '/') + 1;
+	else if (argv[0] && argv[0][0])
+		prog = argv[0];
 	if (parse_args(argc, argv, &o))
 		return 2;
+	/* From here on a signal removes what the run created. */
+	catch_signals();
 	if (o.spawn && model_start(&model))
 		goto out;
 	if (pnm_open(o.spawn ? model.name : o.device, &dev)) {
-		fprintf(stderr, "pnm-accuracy: %s\n", pnm_last_error());
+		fprintf(stderr, "%s: %s\n", prog, pnm_last_error());
 		goto out;
 	}
 	printf("pnm-accuracy: %u-token context, %u query heads per KV head, head_dim %u, bf16, %u-token pages; last %u of %u steps measured\n",
@@ -704,6 +902,7 @@ int main(int argc, char **argv)
 	ret = write_outputs(&o, rows, n) ? 1 : 0;
 out:
 	pnm_close(dev);
+	block_signals(true);
 	if (o.spawn)
 		model_stop(&model);
 	return ret;

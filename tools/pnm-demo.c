@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "kvcache.h"
@@ -41,10 +42,19 @@
 
 /* Unit roundoff of binary32. */
 #define FP32_U			0x1p-24
+/* A command's pool length is a __u32 (see kvcache_create()). */
+#define DEMO_POOL_MAX		0xffffffffULL
+/* pnm_open() takes a device model's backing file as "direct:PATH". */
+#define DEMO_DIRECT_PREFIX	"direct:"
+#define MIB			(1024.0 * 1024.0)
+
+/* The program's name for messages: argv[0] without its directory. */
+static const char *prog = "pnm-demo";
 
 struct demo_opts {
 	const char *names[KVCACHE_MAX_DEVICES];
 	unsigned int n_devs;
+	const char *devices_opt;	/* the option that named the devices */
 	enum kvcache_spread spread;
 	enum kvcache_mode mode;
 	unsigned int host_pages;	/* PnG-KV host cache per stream; 0: default */
@@ -104,7 +114,7 @@ static double now_seconds(void)
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: pnm-demo [options]\n"
+		"usage: %s [options]\n"
 		"  --device NAME     /dev/cxl/pnmN or direct:PATH (default /dev/cxl/pnm0)\n"
 		"  --devices N|LIST  N: /dev/cxl/pnm0..N-1 (1 to 4); or a comma list of\n"
 		"                    device names, direct:PATH,PATH,... for device models\n"
@@ -116,13 +126,27 @@ static void usage(FILE *out)
 		"  --layers N        layers (default 2)\n"
 		"  --context N       tokens per sequence before decoding (default 4096)\n"
 		"  --steps N         decode steps (default 8)\n"
-		"  --budget N        tokens attended per stream and step (default 512)\n"
+		"  --budget N        tokens attended per stream and step, a multiple of\n"
+		"                    the page size (default 512)\n"
 		"  --seed N          generator seed (default 1)\n"
 		"  --dtype T         fp32, fp16 or bf16 (default bf16)\n"
 		"  --verify          check results against the CPU reference (default)\n"
 		"  --no-verify       skip the check\n"
 		"Model shape: Llama-3.1-8B, %u query heads, %u KV heads, head_dim %u, %u-token pages.\n",
-		STEADY_DEFAULT_CAPACITY, DEMO_Q_HEADS, DEMO_KV_HEADS, DEMO_HEAD_DIM, DEMO_PAGE_TOKENS);
+		prog, STEADY_DEFAULT_CAPACITY, DEMO_Q_HEADS, DEMO_KV_HEADS, DEMO_HEAD_DIM, DEMO_PAGE_TOKENS);
+}
+
+/* A bad command line: one line naming the problem, and where help is. */
+static int usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "; try '%s --help'\n", prog);
+	return -1;
 }
 
 static int parse_uint(const char *opt, const char *arg, unsigned long long min,
@@ -133,11 +157,9 @@ static int parse_uint(const char *opt, const char *arg, unsigned long long min,
 	errno = 0;
 	*value = strtoull(arg, &end, 0);
 	if (errno || end == arg || *end || arg[0] == '-' || *value < min ||
-	    *value > max) {
-		fprintf(stderr, "pnm-demo: %s '%s' is invalid: expected %llu to %llu\n",
-			opt, arg, min, max);
-		return -1;
-	}
+	    *value > max)
+		return usage_error("%s '%s' is invalid: expected %llu to %llu",
+				   opt, arg, min, max);
 	return 0;
 }
 
@@ -151,9 +173,45 @@ static int parse_dtype(const char *arg, unsigned int *dtype)
 			return 0;
 		}
 	}
-	fprintf(stderr, "pnm-demo: --dtype '%s' is invalid: expected fp32, fp16 or bf16\n",
-		arg);
-	return -1;
+	return usage_error("--dtype '%s' is invalid: expected fp32, fp16 or bf16",
+			   arg);
+}
+
+/* The file a device name stands for: the path after "direct:", if any. */
+static const char *device_path(const char *name)
+{
+	return strncmp(name, DEMO_DIRECT_PREFIX, strlen(DEMO_DIRECT_PREFIX)) ?
+	       name : name + strlen(DEMO_DIRECT_PREFIX);
+}
+
+/*
+ * Do two device names reach the same device?  The same file under two
+ * paths counts too; a name that does not exist yet compares as text.
+ */
+static bool same_device(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	if (!strcmp(a, b))
+		return true;
+	if (stat(device_path(a), &sa) || stat(device_path(b), &sb))
+		return false;
+	return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino &&
+	       sa.st_rdev == sb.st_rdev;
+}
+
+/* Each device can be used once: a second user would reset it. */
+static int check_duplicates(const char *opt, const char *arg,
+			    const struct demo_opts *o)
+{
+	unsigned int i, j;
+
+	for (i = 0; i < o->n_devs; i++)
+		for (j = 0; j < i; j++)
+			if (same_device(o->names[j], o->names[i]))
+				return usage_error("%s '%s' names one device twice ('%s' and '%s'); list each device once",
+						   opt, arg, o->names[j], o->names[i]);
+	return 0;
 }
 
 /* "N" opens /dev/cxl/pnm0..N-1; a list names each device. */
@@ -176,23 +234,32 @@ static int parse_devices(const char *arg, struct demo_opts *o,
 	snprintf(buf, sizeof(buf), "%s", arg);
 	o->n_devs = 0;
 	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (o->n_devs == KVCACHE_MAX_DEVICES) {
-			fprintf(stderr, "pnm-demo: --devices '%s' names more than %u devices\n",
-				arg, KVCACHE_MAX_DEVICES);
-			return -1;
-		}
+		if (o->n_devs == KVCACHE_MAX_DEVICES)
+			return usage_error("--devices '%s' names more than %u devices",
+					   arg, KVCACHE_MAX_DEVICES);
 		/* After "direct:PATH", bare paths are device models too. */
-		if (!strncmp(tok, "direct:", 7))
+		if (!strncmp(tok, DEMO_DIRECT_PREFIX, strlen(DEMO_DIRECT_PREFIX)))
 			direct = true;
-		snprintf(names[o->n_devs], 128, "%s%s",
-			 direct && strncmp(tok, "direct:", 7) ? "direct:" : "", tok);
+		if ((size_t)snprintf(names[o->n_devs], 128, "%s%s",
+				     direct && tok == device_path(tok) ?
+				     DEMO_DIRECT_PREFIX : "", tok) >= 128)
+			return usage_error("--devices: device name '%s' is longer than 127 bytes",
+					   tok);
 		o->names[o->n_devs] = names[o->n_devs];
 		o->n_devs++;
 	}
-	if (!o->n_devs) {
-		fprintf(stderr, "pnm-demo: --devices '%s' names no device\n", arg);
-		return -1;
-	}
+	if (!o->n_devs)
+		return usage_error("--devices '%s' names no device", arg);
+	return check_duplicates("--devices", arg, o);
+}
+
+/* --device and --devices both choose the devices: accept one of them. */
+static int claim_devices(struct demo_opts *o, const char *opt)
+{
+	if (o->devices_opt && strcmp(o->devices_opt, opt))
+		return usage_error("%s and %s both choose the devices; give one of them",
+				   o->devices_opt, opt);
+	o->devices_opt = opt;
 	return 0;
 }
 
@@ -207,10 +274,10 @@ static int parse_choice(const char *opt, const char *arg,
 			return 0;
 		}
 	}
-	fprintf(stderr, "pnm-demo: %s '%s' is invalid: expected", opt, arg);
+	fprintf(stderr, "%s: %s '%s' is invalid: expected", prog, opt, arg);
 	for (i = 0; i < n; i++)
 		fprintf(stderr, "%s %s", i ? (i + 1 == n ? " or" : ",") : "", names[i]);
-	fprintf(stderr, "\n");
+	fprintf(stderr, "; try '%s --help'\n", prog);
 	return -1;
 }
 
@@ -246,14 +313,18 @@ static int parse_args(int argc, char **argv, struct demo_opts *o,
 		.context = 4096, .steps = 8, .budget = 512, .seed = 1,
 		.dtype = CXL_PNM_DTYPE_BF16, .verify = true,
 	};
-	while (!ret && (opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	opterr = 0;	/* getopt's messages carry the full path: ours follow */
+	while (!ret && (opt = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'd':
+			ret = claim_devices(o, "--device");
 			o->names[0] = optarg;
 			o->n_devs = 1;
 			break;
 		case 'D':
-			ret = parse_devices(optarg, o, names);
+			ret = claim_devices(o, "--devices");
+			if (!ret)
+				ret = parse_devices(optarg, o, names);
 			break;
 		case 'P':
 			ret = parse_choice("--spread", optarg, spread_names, 3, &choice);
@@ -286,6 +357,12 @@ static int parse_args(int argc, char **argv, struct demo_opts *o,
 		case 'b':
 			ret = parse_uint("--budget", optarg, 2 * DEMO_PAGE_TOKENS,
 					 UINT16_MAX * DEMO_PAGE_TOKENS, &v);
+			/* The device selects whole pages: k = budget / page. */
+			if (!ret && v % DEMO_PAGE_TOKENS)
+				ret = usage_error("--budget %llu is not a multiple of the %u-token page size (e.g. %llu or %llu)",
+						  v, DEMO_PAGE_TOKENS,
+						  v - v % DEMO_PAGE_TOKENS,
+						  v - v % DEMO_PAGE_TOKENS + DEMO_PAGE_TOKENS);
 			o->budget = v;
 			break;
 		case 'r':
@@ -304,25 +381,142 @@ static int parse_args(int argc, char **argv, struct demo_opts *o,
 		case 'h':
 			usage(stdout);
 			exit(0);
+		case ':':
+			return usage_error("option '%s' needs a value", argv[optind - 1]);
 		default:
-			usage(stderr);
-			return -1;
+			return usage_error("unknown option '%s'", argv[optind - 1]);
 		}
 	}
-	if (!ret && optind < argc) {
-		fprintf(stderr, "pnm-demo: unexpected argument '%s'\n", argv[optind]);
-		return -1;
-	}
-	if (!ret && (uint64_t)o->context + o->steps > UINT32_MAX) {
-		fprintf(stderr, "pnm-demo: --context plus --steps exceeds 2^32 tokens\n");
-		return -1;
-	}
+	if (!ret && optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
 	return ret;
 }
 
 static int fail(const char *what)
 {
-	fprintf(stderr, "pnm-demo: %s: %s\n", what, pnm_last_error());
+	fprintf(stderr, "%s: %s: %s\n", prog, what, pnm_last_error());
+	return -1;
+}
+
+/*
+ * Open one device.  A regular file is a device model's backing file that
+ * lacks its "direct:" prefix: the kernel transport's ioctls would fail on it
+ * with ENOTTY, which says nothing to the user.
+ */
+static int demo_open(const char *name, struct pnm_dev **devp)
+{
+	const char *err;
+	struct stat st;
+
+	if (name == device_path(name) && !stat(name, &st) && S_ISREG(st.st_mode)) {
+		fprintf(stderr, "%s: %s is a regular file, not a device node: use %s%s for a device model's backing file\n",
+			prog, name, DEMO_DIRECT_PREFIX, name);
+		return -1;
+	}
+	if (!pnm_open(name, devp))
+		return 0;
+	/* libpnm's message usually names the file already. */
+	err = pnm_last_error();
+	if (strstr(err, device_path(name)))
+		fprintf(stderr, "%s: %s\n", prog, err);
+	else
+		fprintf(stderr, "%s: %s: %s\n", prog, name, err);
+	return -1;
+}
+
+/* Bytes of one page's K and V and its digest. */
+static uint64_t demo_slot_bytes(const struct demo_opts *o)
+{
+	uint64_t esize = o->dtype == CXL_PNM_DTYPE_FP32 ? 4 : 2;
+
+	return 2 * DEMO_HEAD_DIM * esize * (DEMO_PAGE_TOKENS + 1);
+}
+
+static uint64_t demo_pages(const struct demo_opts *o)
+{
+	return ((uint64_t)o->context + o->steps + DEMO_PAGE_TOKENS - 1) /
+	       DEMO_PAGE_TOKENS;
+}
+
+/*
+ * The host mirror holds every stream's pages in one pool, which a
+ * command's __u32 pool length must span (kvcache_create() checks the
+ * same): say so in this program's options.
+ */
+static int demo_check_pool(const struct demo_opts *o)
+{
+	uint64_t streams = (uint64_t)o->sequences * o->layers * DEMO_KV_HEADS;
+	uint64_t slot = demo_slot_bytes(o), pages = demo_pages(o);
+	uint64_t max_pages = DEMO_POOL_MAX / (streams * slot);
+	uint64_t max_context = max_pages * DEMO_PAGE_TOKENS;
+
+	if (pages <= max_pages)
+		return 0;
+	max_context = max_context > o->steps ? max_context - o->steps : 0;
+	fprintf(stderr, "%s: %u sequences x %u layers x %u kv heads of %llu pages (--context %u + --steps %u tokens) take %.1f GiB; the cache's pool spans at most 4 GiB: lower --context (at most %llu with these options), --sequences or --layers\n",
+		prog, o->sequences, o->layers, DEMO_KV_HEADS,
+		(unsigned long long)pages, o->context, o->steps,
+		(double)streams * pages * slot / (MIB * 1024),
+		(unsigned long long)max_context);
+	return -1;
+}
+
+/*
+ * Page slots the KV-cache manager places on device @i: whole streams by
+ * kv-head or by sequence, or part i of every stream for a token split.
+ * @parts: the stream parts among them.
+ */
+static uint64_t demo_device_slots(const struct demo_opts *o, unsigned int i,
+				  uint64_t *parts)
+{
+	uint64_t pages = demo_pages(o), span, first;
+	unsigned int n = o->n_devs, h, seq, count = 0;
+
+	switch (o->spread) {
+	case KVCACHE_SPREAD_SEQUENCE:
+		for (seq = 0; seq < o->sequences; seq++)
+			count += seq % n == i;
+		*parts = (uint64_t)count * o->layers * DEMO_KV_HEADS;
+		return *parts * pages;
+	case KVCACHE_SPREAD_TOKENS:
+		span = (pages + n - 1) / n;
+		first = span * i;
+		*parts = 0;
+		if (first >= pages)
+			return 0;
+		*parts = (uint64_t)o->sequences * o->layers * DEMO_KV_HEADS;
+		return *parts * (pages - first < span ? pages - first : span);
+	default:
+		for (h = 0; h < DEMO_KV_HEADS; h++)
+			count += h % n == i;
+		*parts = (uint64_t)o->sequences * o->layers * count;
+		return *parts * pages;
+	}
+}
+
+/*
+ * Will the streams placed on device @i fit its free KV area?  Per page
+ * slot: K, V and digest, a page table entry, and an exclusion list and a
+ * page list entry in the part's command buffers; per part: the queries,
+ * outputs and LSEs of its group.  The manager's own check stays the last
+ * word (it also rounds each region to the region alignment).
+ */
+static int demo_check_capacity(struct demo *d, unsigned int i,
+			       struct cxl_pnm_info *info)
+{
+	const struct demo_opts *o = &d->opts;
+	uint64_t parts, slots = demo_device_slots(o, i, &parts), need;
+
+	if (pnm_get_info(d->devs[i], info))
+		return fail("get info");
+	need = slots * (demo_slot_bytes(o) + 3 * sizeof(uint32_t)) +
+	       parts * (d->group * (2 * DEMO_HEAD_DIM + 1) * sizeof(float) + 128);
+	if (need <= info->kv_free)
+		return 0;
+	fprintf(stderr, "%s: device %u (%s) needs %.1f MiB for its streams of %llu pages (--sequences %u, --layers %u, --context %u + --steps %u tokens) but has %.1f MiB free: lower --context, --sequences or --layers, or add devices (--devices)\n",
+		prog, i, o->names[i], need / MIB,
+		(unsigned long long)demo_pages(o), o->sequences, o->layers,
+		o->context, o->steps, info->kv_free / MIB);
 	return -1;
 }
 
@@ -354,34 +548,33 @@ static int demo_setup(struct demo *d)
 	size_t q_floats = (size_t)d->opts.sequences * DEMO_Q_HEADS * DEMO_HEAD_DIM;
 	size_t pairs = (size_t)d->opts.sequences * DEMO_KV_HEADS;
 	size_t chunk = (size_t)DEMO_KV_HEADS * DEMO_FILL_CHUNK * DEMO_HEAD_DIM;
+	struct cxl_pnm_info info[KVCACHE_MAX_DEVICES];
 	struct kvgen_params params;
-	struct cxl_pnm_info info;
 	size_t i;
 
 	d->group = DEMO_Q_HEADS / DEMO_KV_HEADS;
+	if (demo_check_pool(&d->opts))
+		return -1;
 	for (i = 0; i < d->opts.n_devs; i++) {
-		if (pnm_open(d->opts.names[i], &d->devs[i])) {
-			fprintf(stderr, "pnm-demo: open %s: %s\n", d->opts.names[i],
-				pnm_last_error());
+		if (demo_open(d->opts.names[i], &d->devs[i]) ||
+		    demo_check_capacity(d, i, &info[i]))
 			return -1;
-		}
-		if (pnm_get_info(d->devs[i], &info))
-			return fail("get info");
+	}
+	if (kvcache_create_multi(d->devs, d->opts.n_devs, &cfg, &d->cache))
+		return fail("create KV cache");
+	/* The banner comes once every size is known to fit. */
+	for (i = 0; i < d->opts.n_devs; i++)
 		printf("device %u     %s (%s transport), KV area %llu MiB, %u queues, max_batch %u\n",
 		       (unsigned int)i, d->opts.names[i],
 		       pnm_transport(d->devs[i]) == PNM_TRANSPORT_KERNEL ? "kernel" : "direct",
-		       (unsigned long long)(info.kv_size >> 20), info.nr_queues,
-		       info.max_batch);
-	}
+		       (unsigned long long)(info[i].kv_size >> 20), info[i].nr_queues,
+		       info[i].max_batch);
 	printf("model        Llama-3.1-8B attention: %u q heads, %u kv heads, head_dim %u, %s, %u-token pages\n",
 	       DEMO_Q_HEADS, DEMO_KV_HEADS, DEMO_HEAD_DIM,
 	       pnm_dtype_name(d->opts.dtype), DEMO_PAGE_TOKENS);
-
 	printf("placement    %s over %u device(s), mode %s\n",
 	       spread_names[d->opts.spread], d->opts.n_devs,
 	       d->opts.mode == KVCACHE_MODE_PNG_KV ? "PnG-KV" : "PNM-KV");
-	if (kvcache_create_multi(d->devs, d->opts.n_devs, &cfg, &d->cache))
-		return fail("create KV cache");
 
 	kvgen_default_params(&params, DEMO_HEAD_DIM, d->group);
 	d->gens = calloc(n_gens, sizeof(*d->gens));
@@ -406,7 +599,7 @@ static int demo_setup(struct demo *d)
 	if (!d->q || !d->keys || !d->values || !d->step.out || !d->step.lse ||
 	    !d->step.pages || !d->step.n_pages || !d->ref_out || !d->ref_lse ||
 	    !d->ref_pages) {
-		fprintf(stderr, "pnm-demo: out of memory\n");
+		fprintf(stderr, "%s: out of memory\n", prog);
 		return -1;
 	}
 	d->step.q = d->q;
@@ -881,6 +1074,10 @@ int main(int argc, char **argv)
 	double t0 = now_seconds();
 	int ret;
 
+	if (argv[0] && strrchr(argv[0], '/'))
+		prog = strrchr(argv[0], '/') + 1;
+	else if (argv[0] && argv[0][0])
+		prog = argv[0];
 	if (parse_args(argc, argv, &d.opts, d.names))
 		return 2;
 	ret = demo_setup(&d);
