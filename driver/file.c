@@ -298,6 +298,8 @@ static const struct file_operations pnm_fops = {
 	.unlocked_ioctl = pnm_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
 	.mmap = pnm_mmap,
+	.uring_cmd = pnm_uring_cmd,
+	.uring_cmd_iopoll = pnm_uring_cmd_iopoll,
 };
 
 /* Zap every user mapping of the device once no mmap() can run any more. */

@@ -22,6 +22,8 @@
 
 struct dev_dax;
 struct gen_pool;
+struct io_comp_batch;
+struct io_uring_cmd;
 struct task_struct;
 struct dentry;
 
@@ -81,6 +83,37 @@ struct pnm_batch {
 	struct completion done;
 };
 
+/* Stage of an io_uring command, struct pnm_uring_req.state. */
+enum pnm_uring_state {
+	PNM_URING_ISSUING,	/* validated, not on a queue yet */
+	PNM_URING_PENDING,	/* in the queue's software list */
+	PNM_URING_IN_SLOT,	/* in an SQ slot, owned by the device */
+	PNM_URING_COMPLETING,	/* completion handed to task work */
+	PNM_URING_CANCELLED,	/* cancelled while ISSUING */
+};
+
+/**
+ * struct pnm_uring_req - one CXL_PNM_URING_CMD_SUBMIT in flight
+ * @ioucmd: the io_uring command
+ * @q: the queue it goes to, chosen at issue
+ * @node: entry in @q->uring_pending while PENDING
+ * @req: the validated command; its region references move to the SQ slot
+ *	when the command enters one
+ * @state: enum pnm_uring_state; under @q->lock
+ * @res: 0 or -errno, the CQE's res, set before COMPLETING
+ * @res2: the packed result (CXL_PNM_URING_RESULT()), the big CQE's first
+ *	word
+ */
+struct pnm_uring_req {
+	struct io_uring_cmd *ioucmd;
+	struct pnm_queue *q;
+	struct list_head node;
+	struct pnm_request req;
+	int state;
+	int res;
+	u64 res2;
+};
+
 /**
  * struct pnm_slot - host state of one submission queue slot
  * @busy: the device owns the slot: a command was written to it and its
@@ -88,12 +121,15 @@ struct pnm_batch {
  * @batch: the batch waiting for this command, or NULL once the waiter gave
  *	up (timeout, fatal signal) or was failed; the slot then stays busy
  * @index: the command's index in @batch
+ * @uring: the io_uring command waiting for this slot's completion, or NULL
+ *	(a slot has a @batch or a @uring owner, never both)
  * @regions: region references held while the device may access them
  */
 struct pnm_slot {
 	bool busy;
 	struct pnm_batch *batch;
 	unsigned int index;
+	struct pnm_uring_req *uring;
 	struct pnm_region *regions[PNM_CMD_NR_BUFS];
 };
 
@@ -101,24 +137,31 @@ struct pnm_slot {
  * struct pnm_queue - one hardware submission/completion queue pair
  * @pnm: the device
  * @qid: queue pair index
- * @lock: protects @sq_tail, @slots, @nr_busy, @nr_abandoned and the SQ
- *	ring itself; taken by submitters and by the poller
+ * @lock: protects @sq_tail, @slots, @nr_busy, @nr_abandoned,
+ *	@uring_pending, @nr_pending and the SQ ring itself; taken by
+ *	submitters and by the completion consumer
+ * @cq_lock: held by the one context that consumes the CQ: the poller
+ *	thread or an io_uring IOPOLL reaper; both only try to take it
  * @sq: submission queue entries, in device memory
  * @cq: completion queue entries, in device memory
  * @db: this queue's doorbells, in device memory
  * @sq_tail: free-running index of the next SQ slot to fill
- * @cq_head: free-running index of the next CQ entry to read; only the
- *	poller (or remove, after the poller stopped) changes it
+ * @cq_head: free-running index of the next CQ entry to read; changed
+ *	under @cq_lock only
  * @phase: phase bit the next valid CQ entry carries; like @cq_head
  * @slots: host state per SQ slot, @pnm->queue_depth entries
  * @nr_busy: slots owned by the device
  * @nr_abandoned: busy slots whose waiter gave up
  * @slot_wait: submitters waiting for the slot at @sq_tail to be free
+ * @uring_pending: io_uring commands waiting for a free SQ slot, oldest
+ *	first; completions move them into the slots they free
+ * @nr_pending: entries of @uring_pending
  */
 struct pnm_queue {
 	struct pnm_dev *pnm;
 	unsigned int qid;
 	spinlock_t lock;	/* SQ side and slots, see above */
+	spinlock_t cq_lock;	/* CQ consumer, see above */
 	struct pnm_hw_cmd *sq;
 	struct pnm_hw_cqe *cq;
 	struct pnm_hw_doorbell *db;
@@ -129,6 +172,8 @@ struct pnm_queue {
 	unsigned int nr_busy;
 	unsigned int nr_abandoned;
 	wait_queue_head_t slot_wait;
+	struct list_head uring_pending;
+	unsigned int nr_pending;
 };
 
 /* Device states, pnm_dev.state. */
@@ -270,6 +315,16 @@ void pnm_set_state(struct pnm_dev *pnm, enum pnm_state state);
 void pnm_queues_release(struct pnm_dev *pnm);
 int pnm_batch_execute(struct pnm_dev *pnm, struct pnm_batch *batch,
 		      unsigned int timeout_ms);
+struct pnm_queue *pnm_pick_queue(struct pnm_dev *pnm);
+int pnm_queue_add_uring(struct pnm_queue *q, struct pnm_uring_req *ur);
+bool pnm_queue_cancel_uring(struct pnm_queue *q, struct pnm_uring_req *ur);
+unsigned int pnm_queue_iopoll(struct pnm_queue *q);
+
+/* uring.c */
+int pnm_uring_cmd(struct io_uring_cmd *ioucmd, unsigned int issue_flags);
+int pnm_uring_cmd_iopoll(struct io_uring_cmd *ioucmd,
+			 struct io_comp_batch *iob, unsigned int poll_flags);
+void pnm_uring_finish(struct pnm_uring_req *ur, int res, u64 res2);
 
 /* cmd.c */
 int pnm_cmd_prepare(struct pnm_file *pf, const struct cxl_pnm_cmd *cmd,

@@ -5,6 +5,11 @@
  *
  * The device raises no interrupts.  One kernel thread per device polls every
  * completion queue while any command is outstanding and sleeps otherwise.
+ * An io_uring IOPOLL reaper may consume a queue's completions too.
+ *
+ * A slot's owner is a waiting SUBMIT batch or an io_uring command (uring.c).
+ * io_uring commands that find the queue full wait in a software list and
+ * enter the slots that completions free, in arrival order.
  */
 #include <linux/delay.h>
 #include <linux/kthread.h>
@@ -58,7 +63,9 @@ int pnm_queues_init(struct pnm_dev *pnm)
 		q->pnm = pnm;
 		q->qid = i;
 		spin_lock_init(&q->lock);
+		spin_lock_init(&q->cq_lock);
 		init_waitqueue_head(&q->slot_wait);
+		INIT_LIST_HEAD(&q->uring_pending);
 		q->sq = area + i * sq_bytes;
 		q->cq = cq_area + i * cq_bytes;
 		q->db = &pnm->doorbells[i];
@@ -95,20 +102,53 @@ static void pnm_slot_clear(struct pnm_queue *q, struct pnm_slot *slot,
 {
 	memcpy(regions, slot->regions, sizeof(slot->regions));
 	memset(slot->regions, 0, sizeof(slot->regions));
-	if (!slot->batch)
+	if (!slot->batch && !slot->uring)
 		q->nr_abandoned--;
 	slot->batch = NULL;
+	slot->uring = NULL;
 	WRITE_ONCE(slot->busy, false);
 	q->nr_busy--;
 }
 
+/* Fail every io_uring command still in the software list; q->lock held. */
+static void pnm_queue_fail_pending(struct pnm_queue *q, int err)
+{
+	struct pnm_uring_req *ur, *tmp;
+
+	list_for_each_entry_safe(ur, tmp, &q->uring_pending, node) {
+		list_del(&ur->node);
+		q->nr_pending--;
+		pnm_uring_finish(ur, err, 0);
+	}
+}
+
+/* Detach the owner of a busy slot and fail it with @err; q->lock held. */
+static void pnm_slot_fail(struct pnm_queue *q, struct pnm_slot *slot, int err)
+{
+	struct pnm_batch *batch = slot->batch;
+	struct pnm_uring_req *ur = slot->uring;
+
+	if (!batch && !ur)
+		return;
+	slot->batch = NULL;
+	slot->uring = NULL;
+	q->nr_abandoned++;
+	if (ur) {
+		pnm_uring_finish(ur, err, 0);
+	} else if (!batch->error) {
+		batch->error = err;
+		complete(&batch->done);
+	}
+}
+
 /*
  * Locking of a queue: q->lock serializes submitters with each other and with
- * the poller for the SQ tail, the slot table and each batch's @pending and
- * @error.  A slot whose completion has not arrived stays busy whatever
- * happens to its waiter, because the device may still read its command and
- * write the buffers it names.  Only a completion or a device reset (remove)
- * frees the slot and drops its region references.
+ * the completion consumer for the SQ tail, the slot table, the software
+ * list and each batch's @pending and @error.  A slot whose completion has
+ * not arrived stays busy whatever happens to its owner, because the device
+ * may still read its command and write the buffers it names.  Only a
+ * completion or a device reset (remove) frees the slot and drops its region
+ * references.
  */
 void pnm_set_state(struct pnm_dev *pnm, enum pnm_state state)
 {
@@ -124,17 +164,11 @@ void pnm_set_state(struct pnm_dev *pnm, enum pnm_state state)
 			WRITE_ONCE(pnm->state, state);
 		for (s = 0; s < pnm->queue_depth; s++) {
 			struct pnm_slot *slot = &q->slots[s];
-			struct pnm_batch *batch = slot->batch;
 
-			if (!slot->busy || !batch)
-				continue;
-			slot->batch = NULL;
-			q->nr_abandoned++;
-			if (!batch->error) {
-				batch->error = err;
-				complete(&batch->done);
-			}
+			if (slot->busy)
+				pnm_slot_fail(q, slot, err);
 		}
+		pnm_queue_fail_pending(q, err);
 		spin_unlock(&q->lock);
 		wake_up_all(&q->slot_wait);
 	}
@@ -172,13 +206,13 @@ void pnm_queues_release(struct pnm_dev *pnm)
 }
 
 /*
- * Queue choice: a batch goes whole to the queue of the CPU that submits it
- * (CPU number modulo the queue count).  Submitters on different CPUs then
- * rarely share a queue lock, and one batch needs one lock and one wait.
- * Migrating to another CPU mid-batch is harmless: the queue is fixed for the
- * batch once chosen.
+ * Queue choice: a batch, or an io_uring command, goes to the queue of the
+ * CPU that submits it (CPU number modulo the queue count).  Submitters on
+ * different CPUs then rarely share a queue lock, and one batch needs one
+ * lock and one wait.  Migrating to another CPU mid-batch is harmless: the
+ * queue is fixed for the batch once chosen.
  */
-static struct pnm_queue *pnm_pick_queue(struct pnm_dev *pnm)
+struct pnm_queue *pnm_pick_queue(struct pnm_dev *pnm)
 {
 	return &pnm->queues[raw_smp_processor_id() % pnm->nr_queues];
 }
@@ -196,6 +230,75 @@ static void pnm_poller_kick(struct pnm_dev *pnm)
 }
 
 /*
+ * Write @req into the slot at the SQ tail, which the caller found free, and
+ * hand it the command's region references.  q->lock held.
+ */
+static struct pnm_slot *pnm_queue_place(struct pnm_queue *q,
+					struct pnm_request *req)
+{
+	u32 idx = q->sq_tail & (q->pnm->queue_depth - 1);
+	struct pnm_slot *slot = &q->slots[idx];
+
+	q->sq[idx] = req->hw;
+	memcpy(slot->regions, req->regions, sizeof(req->regions));
+	memset(req->regions, 0, sizeof(req->regions));
+	WRITE_ONCE(slot->busy, true);
+	q->nr_busy++;
+	WRITE_ONCE(q->sq_tail, q->sq_tail + 1);
+	return slot;
+}
+
+/* Ring the SQ doorbell for @placed new commands; q->lock held. */
+static void pnm_queue_ring(struct pnm_queue *q, unsigned int placed)
+{
+	struct pnm_dev *pnm = q->pnm;
+
+	/* The commands must be in device memory before the doorbell. */
+	wmb();
+	WRITE_ONCE(q->db->sq_tail, cpu_to_le32(q->sq_tail));
+	atomic_add(placed, &pnm->outstanding);
+	atomic64_add(placed, &pnm->submitted);
+}
+
+/*
+ * Move io_uring commands from the software list into free SQ slots, oldest
+ * first, up to the first busy slot.  q->lock held.  Return how many moved;
+ * the caller rings the doorbell.
+ */
+static unsigned int pnm_queue_place_pending(struct pnm_queue *q)
+{
+	struct pnm_uring_req *ur;
+	unsigned int placed = 0;
+
+	while (!list_empty(&q->uring_pending) && pnm_queue_tail_free(q)) {
+		ur = list_first_entry(&q->uring_pending, struct pnm_uring_req,
+				      node);
+		list_del(&ur->node);
+		q->nr_pending--;
+		pnm_queue_place(q, &ur->req)->uring = ur;
+		ur->state = PNM_URING_IN_SLOT;
+		placed++;
+	}
+	return placed;
+}
+
+/*
+ * Move waiting io_uring commands into the slots that a pass over the CQ
+ * freed, with one doorbell for all of them: every doorbell write is an
+ * access to device memory.
+ */
+static void pnm_queue_refill(struct pnm_queue *q)
+{
+	unsigned int placed;
+
+	spin_lock(&q->lock);
+	placed = pnm_queue_place_pending(q);
+	if (placed)
+		pnm_queue_ring(q, placed);
+	spin_unlock(&q->lock);
+}
+
+/*
  * Write commands of @batch from *@next on into free SQ slots, then ring the
  * doorbell once.  Stops at the first busy slot: the device fetches in ring
  * order, so a slot still owned by the device blocks the ones after it.
@@ -204,8 +307,8 @@ static int pnm_queue_submit(struct pnm_queue *q, struct pnm_batch *batch,
 			    unsigned int *next)
 {
 	struct pnm_dev *pnm = q->pnm;
-	u32 mask = pnm->queue_depth - 1;
 	unsigned int placed = 0;
+	struct pnm_slot *slot;
 	int state;
 
 	spin_lock(&q->lock);
@@ -214,36 +317,118 @@ static int pnm_queue_submit(struct pnm_queue *q, struct pnm_batch *batch,
 		spin_unlock(&q->lock);
 		return pnm_state_errno(state);
 	}
-	while (*next < batch->nr) {
-		u32 idx = q->sq_tail & mask;
-		struct pnm_slot *slot = &q->slots[idx];
-		struct pnm_request *req = &batch->reqs[*next];
-
-		if (slot->busy)
-			break;
-		q->sq[idx] = req->hw;
-		memcpy(slot->regions, req->regions, sizeof(req->regions));
-		memset(req->regions, 0, sizeof(req->regions));
+	while (*next < batch->nr && pnm_queue_tail_free(q)) {
+		slot = pnm_queue_place(q, &batch->reqs[*next]);
 		slot->batch = batch;
 		slot->index = *next;
-		WRITE_ONCE(slot->busy, true);
-		q->nr_busy++;
-		WRITE_ONCE(q->sq_tail, q->sq_tail + 1);
 		(*next)++;
 		placed++;
 	}
-	if (placed) {
-		/* The commands must be in device memory before the doorbell. */
-		wmb();
-		WRITE_ONCE(q->db->sq_tail, cpu_to_le32(q->sq_tail));
-		atomic_add(placed, &pnm->outstanding);
-		atomic64_add(placed, &pnm->submitted);
-	}
+	if (placed)
+		pnm_queue_ring(q, placed);
 	spin_unlock(&q->lock);
 
 	if (placed)
 		pnm_poller_kick(pnm);
 	return 0;
+}
+
+/**
+ * pnm_queue_add_uring() - queue a validated io_uring command
+ * @q: queue chosen for it
+ * @ur: the command, ISSUING, already marked cancelable
+ *
+ * The command enters a free SQ slot, or the software list when the queue is
+ * full or older io_uring commands wait there: a full hardware queue never
+ * fails or drops a command.
+ *
+ * Return: 0 once queued; the completion then arrives through task work.
+ * -ECANCELED if io_uring cancelled the command while it was being issued,
+ * -EIO or -ENODEV if the device is dead or removed.  On error the command
+ * is not queued and the caller completes it.
+ */
+int pnm_queue_add_uring(struct pnm_queue *q, struct pnm_uring_req *ur)
+{
+	struct pnm_dev *pnm = q->pnm;
+	int state, rc = 0;
+
+	spin_lock(&q->lock);
+	state = pnm->state;
+	if (ur->state == PNM_URING_CANCELLED) {
+		rc = -ECANCELED;
+	} else if (state != PNM_STATE_LIVE) {
+		rc = pnm_state_errno(state);
+	} else if (list_empty(&q->uring_pending) && pnm_queue_tail_free(q)) {
+		pnm_queue_place(q, &ur->req)->uring = ur;
+		ur->state = PNM_URING_IN_SLOT;
+		pnm_queue_ring(q, 1);
+	} else {
+		list_add_tail(&ur->node, &q->uring_pending);
+		q->nr_pending++;
+		ur->state = PNM_URING_PENDING;
+	}
+	spin_unlock(&q->lock);
+
+	if (!rc)
+		pnm_poller_kick(pnm);
+	return rc;
+}
+
+/* Find the busy slot that @ur owns; q->lock held. */
+static struct pnm_slot *pnm_queue_find_uring(struct pnm_queue *q,
+					     struct pnm_uring_req *ur)
+{
+	unsigned int s;
+
+	for (s = 0; s < q->pnm->queue_depth; s++)
+		if (q->slots[s].busy && q->slots[s].uring == ur)
+			return &q->slots[s];
+	return NULL;
+}
+
+/**
+ * pnm_queue_cancel_uring() - take an io_uring command back from its queue
+ * @q: the command's queue
+ * @ur: the command
+ *
+ * A command in the software list leaves it.  A command in an SQ slot is
+ * detached from the slot, which stays busy and keeps the region references
+ * until the device completes it, as after a SUBMIT timeout.  A command
+ * whose completion is already on its way, or that is still being issued
+ * (the issuer then sees CANCELLED and completes it), stays as it is.
+ *
+ * Return: true if the caller must now complete @ur with -ECANCELED.
+ */
+bool pnm_queue_cancel_uring(struct pnm_queue *q, struct pnm_uring_req *ur)
+{
+	struct pnm_slot *slot;
+	bool cancel = false;
+
+	spin_lock(&q->lock);
+	switch (ur->state) {
+	case PNM_URING_ISSUING:
+		ur->state = PNM_URING_CANCELLED;
+		break;
+	case PNM_URING_PENDING:
+		list_del(&ur->node);
+		q->nr_pending--;
+		cancel = true;
+		break;
+	case PNM_URING_IN_SLOT:
+		slot = pnm_queue_find_uring(q, ur);
+		if (!WARN_ON_ONCE(!slot)) {
+			slot->uring = NULL;
+			q->nr_abandoned++;
+		}
+		cancel = true;
+		break;
+	default:
+		break;
+	}
+	if (cancel)
+		ur->state = PNM_URING_COMPLETING;
+	spin_unlock(&q->lock);
+	return cancel;
 }
 
 static long pnm_jiffies_left(unsigned long deadline)
@@ -345,7 +530,25 @@ int pnm_batch_execute(struct pnm_dev *pnm, struct pnm_batch *batch,
 	return pnm_batch_abandon(q, batch, left ? -EINTR : -ETIMEDOUT);
 }
 
-/* Hand one completion to its waiter and free its slot. */
+/*
+ * Pack a completion for the big CQE (uapi CXL_PNM_URING_RESULT()).  count is
+ * at most k, a __u16, by the device interface; a larger one is a device
+ * fault and fails the command.  device_ns saturates at 32 bits.
+ */
+static void pnm_uring_complete(struct pnm_queue *q, struct pnm_uring_req *ur,
+			       u16 status, u32 count, u64 device_ns)
+{
+	if (count > U16_MAX) {
+		dev_err_ratelimited(&q->pnm->dev, "queue %u: completion reports %u pages, more than any k\n",
+				    q->qid, count);
+		pnm_uring_finish(ur, -EIO, 0);
+		return;
+	}
+	pnm_uring_finish(ur, 0, CXL_PNM_URING_RESULT(status, count,
+						     min_t(u64, device_ns, U32_MAX)));
+}
+
+/* Hand one completion to its owner and free its slot. */
 static void pnm_queue_complete(struct pnm_queue *q, u16 slot_idx, u16 status,
 			       u32 count, u64 device_ns)
 {
@@ -378,6 +581,8 @@ static void pnm_queue_complete(struct pnm_queue *q, u16 slot_idx, u16 status,
 		res->device_ns = device_ns;
 		if (--batch->pending == 0)
 			complete(&batch->done);
+	} else if (slot->uring) {
+		pnm_uring_complete(q, slot->uring, status, count, device_ns);
 	}
 	pnm_slot_clear(q, slot, regions);
 	spin_unlock(&q->lock);
@@ -392,10 +597,10 @@ static void pnm_queue_complete(struct pnm_queue *q, u16 slot_idx, u16 status,
 }
 
 /*
- * Consume the completions of one queue.  Only the poller runs this, so the
- * CQ head and phase need no lock.  Return the number of completions.
+ * Consume the completions of one queue.  The caller holds q->cq_lock, so
+ * the CQ head and phase have one writer.  Return the number of completions.
  */
-static unsigned int pnm_queue_poll(struct pnm_queue *q)
+static unsigned int pnm_queue_poll_locked(struct pnm_queue *q)
 {
 	u32 depth = q->pnm->queue_depth;
 	unsigned int n;
@@ -420,8 +625,38 @@ static unsigned int pnm_queue_poll(struct pnm_queue *q)
 		/* Finish reading the entries before the device may reuse them. */
 		mb();
 		WRITE_ONCE(q->db->cq_head, cpu_to_le32(q->cq_head));
+		pnm_queue_refill(q);
 	}
 	return n;
+}
+
+/*
+ * The poller and IOPOLL reapers only try the CQ lock: whoever holds it
+ * consumes every entry there is, so waiting for it would gain nothing.
+ */
+static unsigned int pnm_queue_poll(struct pnm_queue *q)
+{
+	unsigned int n;
+
+	if (!spin_trylock(&q->cq_lock))
+		return 0;
+	n = pnm_queue_poll_locked(q);
+	spin_unlock(&q->cq_lock);
+	return n;
+}
+
+/**
+ * pnm_queue_iopoll() - consume a queue's completions for an IOPOLL reaper
+ * @q: queue of the command being polled
+ *
+ * Context: inside the device's SRCU read section, device live (the queues
+ * are unmapped once remove finishes).
+ *
+ * Return: completions consumed; they reach io_uring through task work.
+ */
+unsigned int pnm_queue_iopoll(struct pnm_queue *q)
+{
+	return pnm_queue_poll(q);
 }
 
 static void pnm_heartbeat_rearm(struct pnm_dev *pnm)

@@ -77,8 +77,10 @@ static void pnm_region_release(struct kref *ref)
 
 /*
  * Context: process context, may sleep if this drops the last device
- * reference.  The poller calls it too, but never drops that reference,
- * because the binding holds one until the poller has stopped.
+ * reference.  The completion consumers (the poller, an IOPOLL reaper) call
+ * it under the CQ lock, but never drop that reference: the binding holds
+ * one until the poller has stopped, and a reaper's io_uring command holds
+ * its file, which holds another.
  */
 void pnm_region_put(struct pnm_region *region)
 {

@@ -133,23 +133,24 @@ static int pnm_queues_show(struct seq_file *m, void *unused)
 	seq_printf(m, "state %s outstanding %d heartbeat %llu\n",
 		   pnm_state_names[READ_ONCE(pnm->state)],
 		   atomic_read(&pnm->outstanding), pnm_hw_heartbeat(pnm));
-	seq_puts(m, "queue sq_tail cq_head phase busy abandoned\n");
+	seq_puts(m, "queue sq_tail cq_head phase busy abandoned pending\n");
 	for (i = 0; i < pnm->nr_queues; i++) {
 		struct pnm_queue *q = &pnm->queues[i];
 		u32 sq_tail, cq_head;
-		unsigned int busy, abandoned;
+		unsigned int busy, abandoned, pending;
 		u16 phase;
 
 		spin_lock(&q->lock);
 		sq_tail = q->sq_tail;
 		busy = q->nr_busy;
 		abandoned = q->nr_abandoned;
+		pending = q->nr_pending;
 		spin_unlock(&q->lock);
-		/* Owned by the poller; a snapshot is enough here. */
+		/* Changed under cq_lock; a snapshot is enough here. */
 		cq_head = READ_ONCE(q->cq_head);
 		phase = READ_ONCE(q->phase);
-		seq_printf(m, "%5u %7u %7u %5u %4u %9u\n", i, sq_tail, cq_head,
-			   phase, busy, abandoned);
+		seq_printf(m, "%5u %7u %7u %5u %4u %9u %7u\n", i, sq_tail,
+			   cq_head, phase, busy, abandoned, pending);
 	}
 	return 0;
 }

@@ -15,8 +15,9 @@ RUNTIME_SAN_OBJS := $(RUNTIME_SRCS:$(TOP)/runtime/%.c=$(BUILD)/san/obj/runtime/%
 LIBPNM_A := $(LIB)/libpnm.a
 LIBPNM_SO := $(LIB)/libpnm.so.1
 LIBPNM_SAN_A := $(BUILD)/san/lib/libpnm.a
-# What a program linked with libpnm.a needs besides it.
-LIBPNM_LDLIBS := -lm
+# What a program linked with libpnm.a needs besides it: the kernel
+# transport submits through io_uring.
+LIBPNM_LDLIBS := -luring -lm
 
 .PHONY: runtime
 runtime: $(LIBPNM_A) $(LIBPNM_SO)

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +129,13 @@ void pnm_close(struct pnm_dev *dev)
 enum pnm_transport pnm_transport(const struct pnm_dev *dev)
 {
 	return dev->kind;
+}
+
+const char *pnm_transport_name(const struct pnm_dev *dev)
+{
+	if (dev->ops->name)
+		return dev->ops->name((struct pnm_dev *)dev);
+	return dev->kind == PNM_TRANSPORT_DIRECT ? "direct" : "kernel";
 }
 
 int pnm_get_info(struct pnm_dev *dev, struct cxl_pnm_info *info)
@@ -271,6 +279,225 @@ int pnm_submit(struct pnm_dev *dev, const struct cxl_pnm_cmd *cmds,
 			return ret;
 	}
 	return dev->ops->submit(dev, cmds, results, nr, timeout_ms);
+}
+
+/* ---- asynchronous queues ------------------------------------------------ */
+
+/*
+ * @done, @head and @count belong to the generic fallback: a ring of @depth
+ * completions of batches that already ran.  @inflight counts what was
+ * submitted and not yet returned, so it includes those completions.
+ */
+struct pnm_queue {
+	struct pnm_dev *dev;
+	unsigned int depth;
+	unsigned int inflight;
+	void *priv;
+	struct pnm_completion *done;
+	unsigned int head;
+	unsigned int count;
+};
+
+static bool pnm_queue_native(const struct pnm_queue *q)
+{
+	return q->dev->ops->queue_create != NULL;
+}
+
+int pnm_queue_create(struct pnm_dev *dev, unsigned int depth,
+		     unsigned int flags, struct pnm_queue **queuep)
+{
+	struct pnm_queue *q;
+	int ret = 0;
+
+	if (!dev || !queuep)
+		return pnm_error(-EINVAL, "pnm_queue_create: %s is NULL",
+				 dev ? "queuep" : "dev");
+	*queuep = NULL;
+	if (!depth || depth > PNM_QUEUE_MAX_DEPTH)
+		return pnm_error(-EINVAL, "queue depth %u: expected 1 to %u",
+				 depth, PNM_QUEUE_MAX_DEPTH);
+	if (flags & ~PNM_QUEUE_IOPOLL)
+		return pnm_error(-EINVAL, "queue flags %#x: unknown bits %#x",
+				 flags, flags & ~PNM_QUEUE_IOPOLL);
+
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return pnm_error(-ENOMEM, "out of memory for a queue");
+	q->dev = dev;
+	q->depth = depth;
+	if (pnm_queue_native(q)) {
+		ret = dev->ops->queue_create(dev, depth, flags, &q->priv);
+	} else {
+		/* Batches run at once here, so polling changes nothing. */
+		q->done = calloc(depth, sizeof(*q->done));
+		if (!q->done)
+			ret = pnm_error(-ENOMEM, "out of memory for %u completions",
+					depth);
+	}
+	if (ret) {
+		free(q->done);
+		free(q);
+		return ret;
+	}
+	*queuep = q;
+	return 0;
+}
+
+void pnm_queue_destroy(struct pnm_queue *q)
+{
+	if (!q)
+		return;
+	if (pnm_queue_native(q))
+		q->dev->ops->queue_destroy(q->dev, q->priv);
+	free(q->done);
+	free(q);
+}
+
+unsigned int pnm_queue_inflight(const struct pnm_queue *q)
+{
+	return q ? q->inflight : 0;
+}
+
+static void pnm_fallback_push(struct pnm_queue *q, uint64_t user_data,
+			      int res, const struct cxl_pnm_result *result)
+{
+	struct pnm_completion *c = &q->done[(q->head + q->count) % q->depth];
+
+	memset(c, 0, sizeof(*c));
+	c->user_data = user_data;
+	c->res = res;
+	if (!res)
+		c->result = *result;
+	q->count++;
+}
+
+static uint64_t pnm_user_data(const uint64_t *user_data, unsigned int i)
+{
+	return user_data ? user_data[i] : i;
+}
+
+/*
+ * Run one chunk through the synchronous submit.  A batch the driver
+ * rejects fails as a whole without running, so each command then runs on
+ * its own to give every one its own outcome, as a native queue would.
+ */
+static void pnm_fallback_run(struct pnm_queue *q,
+			     const struct cxl_pnm_cmd *cmds,
+			     const uint64_t *user_data, unsigned int first,
+			     unsigned int nr)
+{
+	const struct pnm_transport_ops *ops = q->dev->ops;
+	struct cxl_pnm_result results[256];
+	unsigned int i;
+	int ret;
+
+	ret = ops->submit(q->dev, cmds + first, results, nr, 0);
+	if ((ret == -EINVAL || ret == -ENOENT) && nr > 1) {
+		for (i = first; i < first + nr; i++)
+			pnm_fallback_run(q, cmds, user_data, i, 1);
+		return;
+	}
+	for (i = 0; i < nr; i++)
+		pnm_fallback_push(q, pnm_user_data(user_data, first + i), ret,
+				  &results[i]);
+}
+
+static void pnm_fallback_submit(struct pnm_queue *q,
+				const struct cxl_pnm_cmd *cmds,
+				const uint64_t *user_data, unsigned int nr)
+{
+	unsigned int chunk = q->dev->info.max_batch, i, n;
+
+	if (chunk > 256)
+		chunk = 256;
+	for (i = 0; i < nr; i += n) {
+		n = nr - i < chunk ? nr - i : chunk;
+		pnm_fallback_run(q, cmds, user_data, i, n);
+	}
+}
+
+int pnm_submit_async(struct pnm_queue *q, const struct cxl_pnm_cmd *cmds,
+		     const uint64_t *user_data, unsigned int nr)
+{
+	unsigned int i;
+	int ret;
+
+	if (!q || !cmds)
+		return pnm_error(-EINVAL, "pnm_submit_async: %s is NULL",
+				 q ? "cmds" : "queue");
+	if (!nr)
+		return 0;
+	if (nr > q->depth - q->inflight)
+		return pnm_error(-EBUSY,
+				 "%u commands do not fit: %u of the queue's depth %u are in flight",
+				 nr, q->inflight, q->depth);
+	for (i = 0; i < nr; i++) {
+		ret = pnm_check_cmd(i, &cmds[i]);
+		if (ret)
+			return ret;
+	}
+	if (pnm_queue_native(q)) {
+		ret = q->dev->ops->queue_submit(q->dev, q->priv, cmds,
+						user_data, nr);
+		if (ret < 0)
+			return ret;
+	} else {
+		pnm_fallback_submit(q, cmds, user_data, nr);
+	}
+	q->inflight += nr;
+	return nr;
+}
+
+static int pnm_fallback_reap(struct pnm_queue *q,
+			     struct pnm_completion *comps, unsigned int max)
+{
+	unsigned int n = 0;
+
+	while (n < max && q->count) {
+		comps[n++] = q->done[q->head];
+		q->head = (q->head + 1) % q->depth;
+		q->count--;
+	}
+	return n;
+}
+
+static int pnm_queue_reap(struct pnm_queue *q, struct pnm_completion *comps,
+			  unsigned int min, unsigned int max, int timeout_ms)
+{
+	int ret;
+
+	if (!q || (!comps && max))
+		return pnm_error(-EINVAL, "pnm_reap: %s is NULL",
+				 q ? "comps" : "queue");
+	if (min > q->inflight)
+		return pnm_error(-EINVAL,
+				 "waiting for %u completions with %u commands in flight",
+				 min, q->inflight);
+	if (min > max)
+		return pnm_error(-EINVAL, "waiting for %u completions with room for %u",
+				 min, max);
+	if (!max)
+		return 0;
+	if (pnm_queue_native(q))
+		ret = q->dev->ops->queue_reap(q->dev, q->priv, comps, min, max,
+					      timeout_ms);
+	else
+		ret = pnm_fallback_reap(q, comps, max);
+	if (ret > 0)
+		q->inflight -= ret;
+	return ret;
+}
+
+int pnm_reap(struct pnm_queue *q, struct pnm_completion *comps,
+	     unsigned int max)
+{
+	return pnm_queue_reap(q, comps, 0, max, 0);
+}
+
+int pnm_wait(struct pnm_queue *q, struct pnm_completion *comps,
+	     unsigned int min, unsigned int max, int timeout_ms)
+{
+	return pnm_queue_reap(q, comps, min, max, timeout_ms);
 }
 
 static const char *const pnm_status_names[] = {

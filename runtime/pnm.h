@@ -3,7 +3,8 @@
  * libpnm: user-space runtime for CXL Processing-Near-Memory devices.
  *
  * A device is opened through one of two transports:
- *   - kernel: /dev/cxl/pnmN, driven through the cxl_pnm driver's ioctls;
+ *   - kernel: /dev/cxl/pnmN, driven through the cxl_pnm driver: io_uring
+ *     passthrough by default, the SUBMIT ioctl as a fallback;
  *   - direct: a device model's backing file, mapped and driven from user
  *     space, for host tests and benchmarks without a VM.
  * Both expose the same regions and commands (struct cxl_pnm_cmd names
@@ -34,7 +35,7 @@ struct pnm_region {
 };
 
 enum pnm_transport {
-	PNM_TRANSPORT_KERNEL,	/* /dev/cxl/pnmN ioctls */
+	PNM_TRANSPORT_KERNEL,	/* /dev/cxl/pnmN: io_uring or ioctls */
 	PNM_TRANSPORT_DIRECT,	/* a device model's backing file */
 };
 
@@ -44,12 +45,17 @@ int pnm_open_kernel(const char *devnode, struct pnm_dev **devp);
 int pnm_open_direct(const char *backing_file, struct pnm_dev **devp);
 /*
  * Open by name: "direct:PATH" selects the direct transport, anything else is
- * a device node.
+ * a device node.  A device node submits through io_uring unless it is
+ * written "ioctl:/dev/cxl/pnmN" or the environment has PNM_TRANSPORT=ioctl;
+ * "uring:/dev/cxl/pnmN" (or PNM_TRANSPORT=uring) insists on io_uring and
+ * fails where it is unavailable.  Documentation/io_uring.rst has details.
  */
 int pnm_open(const char *name, struct pnm_dev **devp);
 void pnm_close(struct pnm_dev *dev);
 
 enum pnm_transport pnm_transport(const struct pnm_dev *dev);
+/* How commands reach the device: "io_uring", "ioctl" or "direct". */
+const char *pnm_transport_name(const struct pnm_dev *dev);
 int pnm_get_info(struct pnm_dev *dev, struct cxl_pnm_info *info);
 
 /* Allocate @size bytes (rounded up to info.region_align) and map them. */
@@ -70,6 +76,59 @@ struct cxl_pnm_buf pnm_buf(const struct pnm_region *region, uint64_t offset,
 int pnm_submit(struct pnm_dev *dev, const struct cxl_pnm_cmd *cmds,
 	       struct cxl_pnm_result *results, unsigned int nr,
 	       unsigned int timeout_ms);
+
+/*
+ * Asynchronous submission, shaped like liburing: a queue holds up to @depth
+ * commands in flight; pnm_submit_async() hands it a batch with one system
+ * call, each command tagged with a caller's user_data; pnm_reap() and
+ * pnm_wait() return completions in the order they finish.  A queue belongs
+ * to one thread at a time.  Transports without native queues run each
+ * batch synchronously at submission (Documentation/io_uring.rst).
+ */
+struct pnm_queue;
+
+/** One finished command. */
+struct pnm_completion {
+	uint64_t user_data;		/* as passed to pnm_submit_async() */
+	int32_t res;			/* 0: @result is valid; or -errno */
+	uint32_t rsvd;			/* zero */
+	struct cxl_pnm_result result;	/* the device's status and counts */
+};
+
+/* Kernel transport: reap by polling the device (IORING_SETUP_IOPOLL). */
+#define PNM_QUEUE_IOPOLL	(1U << 0)
+#define PNM_QUEUE_MAX_DEPTH	4096
+
+/* Create a queue for up to @depth (1 to PNM_QUEUE_MAX_DEPTH) commands. */
+int pnm_queue_create(struct pnm_dev *dev, unsigned int depth,
+		     unsigned int flags, struct pnm_queue **queuep);
+/*
+ * Destroy a queue.  Commands still in flight are cancelled or run to
+ * completion first; their completions are lost.  NULL is allowed.
+ */
+void pnm_queue_destroy(struct pnm_queue *queue);
+/*
+ * Submit @nr commands, command i tagged with @user_data[i] (or i when
+ * @user_data is NULL).  Returns @nr, or a negative errno with nothing
+ * submitted: -EINVAL for a buffer pnm_buf() marked invalid, -EBUSY when
+ * more than the queue's depth would be in flight.  A command the driver
+ * rejects completes with res -EINVAL or -ENOENT.
+ */
+int pnm_submit_async(struct pnm_queue *queue, const struct cxl_pnm_cmd *cmds,
+		     const uint64_t *user_data, unsigned int nr);
+/* Store up to @max finished commands in @comps without waiting; count. */
+int pnm_reap(struct pnm_queue *queue, struct pnm_completion *comps,
+	     unsigned int max);
+/*
+ * Wait until at least @min commands finished, then store up to @max.
+ * @timeout_ms < 0 waits without limit.  Returns the count, or -ETIMEDOUT
+ * (completions that arrived stay for the next call), or -EINVAL if @min
+ * exceeds the commands in flight.
+ */
+int pnm_wait(struct pnm_queue *queue, struct pnm_completion *comps,
+	     unsigned int min, unsigned int max, int timeout_ms);
+/* Commands submitted and not yet returned by pnm_reap() or pnm_wait(). */
+unsigned int pnm_queue_inflight(const struct pnm_queue *queue);
 
 /* Name of a CXL_PNM_STATUS_* value, e.g. "bad page". */
 const char *pnm_status_name(unsigned int status);

@@ -11,6 +11,8 @@
 -include $(TOP)/tests/kselftest/build.mk
 -include $(TOP)/tests/kselftest/uring.mk
 -include $(TOP)/tests/runtime/build.mk
+-include $(TOP)/tests/runtime/uring.mk
+-include $(TOP)/tests/pnmctl/build.mk
 
 check: userspace module
 	BUILD=$(BUILD) TESTBIN=$(TESTBIN) $(TOP)/tests/run-all.sh

@@ -208,4 +208,37 @@ struct cxl_pnm_submit {
 #define CXL_PNM_IOC_REGION_FREE	_IOW(CXL_PNM_IOC_MAGIC, 0x42, struct cxl_pnm_region_free)
 #define CXL_PNM_IOC_SUBMIT	_IOW(CXL_PNM_IOC_MAGIC, 0x43, struct cxl_pnm_submit)
 
+/*
+ * io_uring passthrough (IORING_OP_URING_CMD) on /dev/cxl/pnmN.  The ring
+ * must be set up with IORING_SETUP_SQE128 and IORING_SETUP_CQE32; other
+ * rings get -EOPNOTSUPP.  The command numbers share the ioctl space so that
+ * they never collide with an ioctl.
+ *
+ * CXL_PNM_URING_CMD_SUBMIT: sqe->cmd_op; the 80-byte command area of the
+ * SQE128 entry (sqe->cmd) contains one struct cxl_pnm_cmd.  The command is
+ * validated as one command of CXL_PNM_IOC_SUBMIT is, and a rejected one
+ * completes at once with the same errno.  Completion:
+ *   cqe->res         0 once the device completed the command, or -errno:
+ *                    EINVAL, ENOENT (as CXL_PNM_IOC_SUBMIT), ENOTTY
+ *                    (unknown cmd_op), EOPNOTSUPP (ring without SQE128 and
+ *                    CQE32), ECANCELED (the ring or task went away), EIO
+ *                    (dead device), ENODEV (device removed), ENOMEM
+ *   cqe->big_cqe[0]  when res is 0, the struct cxl_pnm_result packed by
+ *                    CXL_PNM_URING_RESULT_*() below
+ *   cqe->big_cqe[1]  zero
+ *
+ * The result is packed into one 64-bit word because the 6.12 kernel's
+ * io_uring_cmd_done() passes a single value to the big CQE and clears the
+ * second.  Every field fits: status is a CXL_PNM_STATUS_* value, count is
+ * at most k (a __u16), and device_ns saturates at 2^32 - 1 ns (4.29 s, far
+ * beyond any command under the timing model of device-interface.rst).
+ */
+#define CXL_PNM_URING_CMD_SUBMIT _IOW(CXL_PNM_IOC_MAGIC, 0x48, struct cxl_pnm_cmd)
+
+#define CXL_PNM_URING_RESULT_STATUS(res2)	((__u16)((res2) & 0xffff))
+#define CXL_PNM_URING_RESULT_COUNT(res2)	((__u32)(((res2) >> 16) & 0xffff))
+#define CXL_PNM_URING_RESULT_NS(res2)		((__u64)((res2) >> 32))
+#define CXL_PNM_URING_RESULT(status, count, ns) \
+	((__u64)(status) | ((__u64)(count) << 16) | ((__u64)(ns) << 32))
+
 #endif /* _UAPI_LINUX_CXL_PNM_H */
