@@ -566,7 +566,7 @@ static int demo_setup(struct demo *d)
 	for (i = 0; i < d->opts.n_devs; i++)
 		printf("device %u     %s (%s transport), KV area %llu MiB, %u queues, max_batch %u\n",
 		       (unsigned int)i, d->opts.names[i],
-		       pnm_transport(d->devs[i]) == PNM_TRANSPORT_KERNEL ? "kernel" : "direct",
+		       pnm_transport_name(d->devs[i]),
 		       (unsigned long long)(info[i].kv_size >> 20), info[i].nr_queues,
 		       info[i].max_batch);
 	printf("model        Llama-3.1-8B attention: %u q heads, %u kv heads, head_dim %u, %s, %u-token pages\n",
