@@ -141,6 +141,7 @@ static int usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
+	fflush(stdout);
 	fprintf(stderr, "%s: ", prog);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
@@ -651,6 +652,21 @@ static int demo_append(struct demo *d, unsigned int seq, unsigned int layer,
 	return 0;
 }
 
+/*
+ * Report a step of a long run on stderr, so that a run in the slow VM shows
+ * where it is while the summary on stdout stays clean.
+ */
+static void progress(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
 static int demo_fill(struct demo *d)
 {
 	double t0 = now_seconds();
@@ -658,6 +674,9 @@ static int demo_fill(struct demo *d)
 	uint32_t done, n;
 
 	for (seq = 0; seq < d->opts.sequences; seq++) {
+		progress("fill: sequence %u of %u, %u tokens x %u layers",
+			 seq + 1, d->opts.sequences, d->opts.context,
+			 d->opts.layers);
 		for (layer = 0; layer < d->opts.layers; layer++) {
 			for (done = 0; done < d->opts.context; done += n) {
 				n = d->opts.context - done;
@@ -1058,10 +1077,12 @@ static int demo_run(struct demo *d)
 		return -1;
 	if (d->opts.verify && demo_check_digests(d))
 		return -1;
-	for (step = 0; step < d->opts.steps; step++)
+	for (step = 0; step < d->opts.steps; step++) {
+		progress("decode: step %u of %u", step + 1, d->opts.steps);
 		for (layer = 0; layer < d->opts.layers; layer++)
 			if (demo_decode_layer(d, layer))
 				return -1;
+	}
 	/* Pages that filled while decoding were digested too: check again. */
 	if (d->opts.verify && d->opts.steps && demo_check_digests(d))
 		return -1;
