@@ -246,6 +246,8 @@ write_kernel_mk() {
 	local out=$build/kernel.mk
 	local tmp=$out.tmp
 
+	# With PNM_KERNEL_CACHE elsewhere, nothing has created BUILD_DIR yet.
+	mkdir -p "$build"
 	cat >"$tmp" <<MK
 # Written by make setup (tools/setup/setup.sh); do not edit.
 KVER := $kver
