@@ -41,6 +41,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -56,6 +57,20 @@
 #define PNM_MAX_QUEUES		64
 #define PNM_MAX_DEPTH		65536	/* completion slot numbers are 16 bits */
 #define PNM_DEFAULT_POLL_MAX_US	1000
+
+/*
+ * Largest device memory.  A CXL Type-3 expander of today holds up to a
+ * few hundred GiB; the limit keeps a typo such as 16777216G from creating a
+ * 16 PiB sparse file that the mapping then fails on.
+ */
+#define PNM_MAX_SIZE		(1ULL << 40)
+#define PNM_MAX_SIZE_NAME	"1024G"
+
+/* How often the poll loop looks at the run-time fault file, ns. */
+#define PNM_FAULT_FILE_PERIOD_NS	(100 * 1000000ULL)
+#define PNM_FAULT_MAX_DELAY_MS		3600000U
+/* Exit status of a device stopped by --fault=exit, as if it died. */
+#define PNM_FAULT_EXIT_STATUS		3
 
 /* Capabilities advertised in the control block. */
 #define PNM_CAP_DTYPES		((1U << PNM_DTYPE_FP32) | (1U << PNM_DTYPE_FP16) | \
@@ -123,9 +138,52 @@ struct pnm_batch {
 	struct pnm_batch_cmd cmd[PNM_BATCH_MAX];
 };
 
+/*
+ * Faults the device model can play (Documentation/device-model.rst,
+ * "Fault injection"), for testing how hosts cope with a failing device.
+ */
+enum pnm_fault_kind {
+	PNM_FAULT_NONE,
+	PNM_FAULT_HANG,			/* stop serving queues, keep beating */
+	PNM_FAULT_SLOW,			/* delay each completion */
+	PNM_FAULT_EXIT,			/* die: no heartbeat, process gone */
+	PNM_FAULT_CORRUPT_CID,		/* one completion names a wrong slot */
+	PNM_FAULT_CORRUPT_PHASE,	/* one completion has the wrong phase */
+	PNM_FAULT_NO_HEARTBEAT,		/* serve commands, stop the heartbeat */
+	PNM_FAULT_COUNT
+};
+
+static const char *const pnm_fault_names[PNM_FAULT_COUNT] = {
+	[PNM_FAULT_NONE] = "none",
+	[PNM_FAULT_HANG] = "hang",
+	[PNM_FAULT_SLOW] = "slow",
+	[PNM_FAULT_EXIT] = "exit",
+	[PNM_FAULT_CORRUPT_CID] = "corrupt-cid",
+	[PNM_FAULT_CORRUPT_PHASE] = "corrupt-phase",
+	[PNM_FAULT_NO_HEARTBEAT] = "no-heartbeat",
+};
+
+/**
+ * struct pnm_fault - an injected fault
+ * @kind: what goes wrong
+ * @delay_ms: PNM_FAULT_SLOW: milliseconds added to each command
+ * @after: commands completed normally before the fault acts
+ * @seen: commands completed since the fault was set
+ * @spent: a one-shot corruption has been written
+ */
+struct pnm_fault {
+	enum pnm_fault_kind kind;
+	unsigned int delay_ms;
+	uint64_t after;
+	uint64_t seen;
+	bool spent;
+};
+
 struct pnm_options {
 	const char *path;
 	uint64_t size;
+	bool force;
+	struct pnm_fault fault;
 	unsigned int nr_queues;
 	unsigned int depth;
 	unsigned int poll_max_us;
@@ -138,7 +196,11 @@ struct pnm_options {
 /**
  * struct pnm_device - the accelerator
  * @opt: command-line options
- * @fd: backing file
+ * @fd: backing file, locked (byte 0, an OFD write lock) while we run
+ * @created: the file did not exist: remove it if start-up fails
+ * @resized: we changed the size of an existing file
+ * @old_size: its size before
+ * @mapped: @mem is mapped
  * @mem: the whole device memory, mapped shared with QEMU and the host
  * @ctrl: control block at DPA 0
  * @doorbell_offset: DPA of the doorbell area
@@ -158,10 +220,19 @@ struct pnm_options {
  * @cmds_failed: commands completed with a non-zero status
  * @bytes_read: device memory read by commands
  * @device_ns: modeled busy time
+ * @fault: the fault in effect
+ * @fault_path: the run-time fault file, PATH.fault
+ * @fault_stamp: change time and size of the fault file when last read
+ * @fault_checked_ns: when the poll loop last looked at the fault file
+ * @batch_limit: most commands the next batch may take
  */
 struct pnm_device {
 	struct pnm_options opt;
 	int fd;
+	bool created;
+	bool resized;
+	bool mapped;
+	uint64_t old_size;
 	uint8_t *mem;
 	struct pnm_hw_ctrl *ctrl;
 
@@ -183,6 +254,13 @@ struct pnm_device {
 	uint64_t cmds_failed;
 	uint64_t bytes_read;
 	uint64_t device_ns;
+
+	struct pnm_fault fault;
+	char *fault_path;
+	struct timespec fault_stamp;
+	off_t fault_size;
+	uint64_t fault_checked_ns;
+	unsigned int batch_limit;
 };
 
 #define pnm_log(fmt, ...) fprintf(stderr, "pnm-device: " fmt "\n", ##__VA_ARGS__)
@@ -259,9 +337,187 @@ static bool pnm_control_stops(uint32_t control)
 	return control & PNM_HW_CONTROL_RESET || !(control & PNM_HW_CONTROL_ENABLE);
 }
 
+/* ---- fault injection --------------------------------------------------- */
+
+#define PNM_FAULT_SYNTAX \
+	"expected hang, slow:MS, exit, corrupt-cid, corrupt-phase, no-heartbeat " \
+	"or none, each optionally followed by :N (act after N commands)"
+
+/* Whether fault @kind is set and the commands it waits for have passed. */
+static bool pnm_fault_acts(const struct pnm_device *dev,
+			   enum pnm_fault_kind kind)
+{
+	return dev->fault.kind == kind && dev->fault.seen >= dev->fault.after;
+}
+
+static void pnm_fault_set(struct pnm_device *dev, const struct pnm_fault *f,
+			  const char *source)
+{
+	dev->fault = *f;
+	dev->fault.seen = 0;
+	dev->fault.spent = false;
+	if (f->kind == PNM_FAULT_NONE) {
+		pnm_log("%s: fault cleared by %s", dev->opt.path, source);
+		return;
+	}
+	if (f->kind == PNM_FAULT_SLOW)
+		pnm_log("%s: fault slow, %u ms per command, set by %s, acts after %" PRIu64
+			" more commands", dev->opt.path, f->delay_ms, source, f->after);
+	else
+		pnm_log("%s: fault %s set by %s, acts after %" PRIu64 " more commands",
+			dev->opt.path, pnm_fault_names[f->kind], source, f->after);
+}
+
+/*
+ * A fault acts after exactly its number of commands, so a batch never
+ * runs past that point.
+ */
+static unsigned int pnm_fault_batch_limit(const struct pnm_device *dev)
+{
+	const struct pnm_fault *f = &dev->fault;
+
+	if (f->kind != PNM_FAULT_NONE && f->seen < f->after &&
+	    f->after - f->seen < PNM_BATCH_MAX)
+		return (unsigned int)(f->after - f->seen);
+	return PNM_BATCH_MAX;
+}
+
+/* The corruption of the next completion, if one is due; it fires once. */
+static enum pnm_fault_kind pnm_fault_take_corruption(struct pnm_device *dev)
+{
+	struct pnm_fault *f = &dev->fault;
+
+	if ((f->kind != PNM_FAULT_CORRUPT_CID &&
+	     f->kind != PNM_FAULT_CORRUPT_PHASE) || f->spent || f->seen < f->after)
+		return PNM_FAULT_NONE;
+	f->spent = true;
+	return f->kind;
+}
+
+/* The device dies: no more heartbeat, status and queues left as they are. */
+static void pnm_fault_exit(struct pnm_device *dev)
+{
+	pnm_log("%s: fault exit: dying after %" PRIu64 " commands (exit status %d)",
+		dev->opt.path, dev->cmds_completed, PNM_FAULT_EXIT_STATUS);
+	_exit(PNM_FAULT_EXIT_STATUS);
+}
+
+/* Parse a decimal number: digits only, no sign, space or base prefix. */
+static int pnm_parse_decimal(const char *arg, const char **end, uint64_t *out)
+{
+	const char *p = arg;
+	uint64_t val = 0;
+
+	if (*p < '0' || *p > '9')
+		return -EINVAL;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		unsigned int digit = *p - '0';
+
+		if (val > (UINT64_MAX - digit) / 10)
+			return -ERANGE;
+		val = val * 10 + digit;
+	}
+	*end = p;
+	*out = val;
+	return 0;
+}
+
+/*
+ * Parse a fault, KIND[:MS][:N]: MS only (and required) for slow, N the
+ * commands completed before it acts, default 0.
+ */
+static int pnm_parse_fault(const char *arg, struct pnm_fault *f)
+{
+	size_t len = strcspn(arg, ":");
+	const char *p = arg[len] ? arg + len + 1 : NULL;
+	uint64_t ms;
+	unsigned int k;
+
+	memset(f, 0, sizeof(*f));
+	for (k = 0; k < PNM_FAULT_COUNT; k++)
+		if (strlen(pnm_fault_names[k]) == len &&
+		    !strncmp(arg, pnm_fault_names[k], len))
+			break;
+	if (k == PNM_FAULT_COUNT)
+		return -EINVAL;
+	f->kind = k;
+	if (k == PNM_FAULT_SLOW) {
+		if (!p || pnm_parse_decimal(p, &p, &ms) || !ms ||
+		    ms > PNM_FAULT_MAX_DELAY_MS || (*p && *p != ':'))
+			return -EINVAL;
+		f->delay_ms = (unsigned int)ms;
+		p = *p ? p + 1 : NULL;
+	}
+	if (p && (k == PNM_FAULT_NONE || pnm_parse_decimal(p, &p, &f->after) || *p))
+		return -EINVAL;
+	return 0;
+}
+
+/*
+ * The run-time fault file, PATH.fault: each time it changes, its first
+ * word replaces the fault in effect (a --fault value, or none).  Looked at
+ * every PNM_FAULT_FILE_PERIOD_NS, so an idle device makes no more system
+ * calls than before.
+ */
+static void pnm_fault_poll_file(struct pnm_device *dev)
+{
+	uint64_t now = pnm_now_ns();
+	struct pnm_fault f;
+	struct stat st;
+	char buf[64];
+	ssize_t n;
+	int fd;
+
+	if (now - dev->fault_checked_ns < PNM_FAULT_FILE_PERIOD_NS)
+		return;
+	dev->fault_checked_ns = now;
+	if (stat(dev->fault_path, &st) ||
+	    (st.st_mtim.tv_sec == dev->fault_stamp.tv_sec &&
+	     st.st_mtim.tv_nsec == dev->fault_stamp.tv_nsec &&
+	     st.st_size == dev->fault_size))
+		return;
+	dev->fault_stamp = st.st_mtim;
+	dev->fault_size = st.st_size;
+	fd = open(dev->fault_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0)
+		return;
+	buf[n] = '\0';
+	buf[strcspn(buf, " \t\r\n")] = '\0';
+	if (pnm_parse_fault(buf, &f)) {
+		pnm_log("%s: ignoring invalid fault '%s': %s", dev->fault_path, buf,
+			PNM_FAULT_SYNTAX);
+		return;
+	}
+	pnm_fault_set(dev, &f, dev->fault_path);
+}
+
 static void pnm_beat(struct pnm_device *dev)
 {
+	if (pnm_fault_acts(dev, PNM_FAULT_NO_HEARTBEAT))
+		return;
 	pnm_ctrl_write64(&dev->ctrl->heartbeat, ++dev->heartbeat);
+}
+
+/*
+ * --fault=slow: hold a completion back.  A slow device is alive, so the
+ * heartbeat keeps going meanwhile.
+ */
+static void pnm_fault_delay(struct pnm_device *dev)
+{
+	const struct timespec tick = { .tv_nsec = 1000000 };
+	uint64_t end;
+
+	if (!pnm_fault_acts(dev, PNM_FAULT_SLOW))
+		return;
+	end = pnm_now_ns() + dev->fault.delay_ms * 1000000ULL;
+	while (!pnm_stop && pnm_now_ns() < end) {
+		pnm_beat(dev);
+		nanosleep(&tick, NULL);
+	}
 }
 
 static void pnm_publish_counters(struct pnm_device *dev)
@@ -374,20 +630,35 @@ static void pnm_fetch(const struct pnm_queue *q, uint32_t slot,
 	memcpy(cmd, words, sizeof(*cmd));
 }
 
-/* Write the completion body, then its flags with the phase (release). */
+/*
+ * Write the completion body, then its flags with the phase (release).
+ * @corrupt is a fault to play: the next SQ slot instead of the command's,
+ * or the phase the host does not expect.
+ */
 static void pnm_post_completion(struct pnm_device *dev, struct pnm_queue *q,
-				const struct pnm_batch_cmd *bc, uint64_t device_ns)
+				const struct pnm_batch_cmd *bc, uint64_t device_ns,
+				enum pnm_fault_kind corrupt)
 {
 	struct pnm_hw_cqe *cqe = &q->cq[q->cq_tail & (dev->opt.depth - 1)];
+	uint32_t slot = bc->slot;
+	uint16_t phase = q->phase;
 
-	cqe->slot = htole16(bc->slot);
+	if (corrupt == PNM_FAULT_CORRUPT_CID)
+		slot = (slot + 1) & (dev->opt.depth - 1);
+	if (corrupt == PNM_FAULT_CORRUPT_PHASE)
+		phase ^= PNM_CQE_PHASE;
+	if (corrupt != PNM_FAULT_NONE)
+		pnm_log("%s: fault %s: completion of queue %u slot %u written with slot %u, phase %u",
+			dev->opt.path, pnm_fault_names[corrupt], bc->qid, bc->slot,
+			slot, phase);
+	cqe->slot = htole16(slot);
 	cqe->sq_head = htole16(bc->sq_head & (dev->opt.depth - 1));
 	cqe->status = htole16(bc->res.status);
 	cqe->result = htole32(bc->res.result);
 	cqe->rsvd = 0;
 	cqe->device_ns = htole64(device_ns);
 	cqe->bytes_read = htole64(bc->res.bytes_read);
-	__atomic_store_n(&cqe->flags, htole16(q->phase), __ATOMIC_RELEASE);
+	__atomic_store_n(&cqe->flags, htole16(phase), __ATOMIC_RELEASE);
 
 	q->cq_tail++;
 	if (!(q->cq_tail & (dev->opt.depth - 1)))
@@ -511,7 +782,7 @@ static void pnm_gather_queue(struct pnm_device *dev, unsigned int qid,
 		return;
 	}
 	while (fetched < pending && fetched < PNM_QUEUE_BUDGET &&
-	       unread + fetched < depth && b->n < PNM_BATCH_MAX) {
+	       unread + fetched < depth && b->n < dev->batch_limit) {
 		struct pnm_batch_cmd *bc = &b->cmd[b->n];
 		uint32_t slot = q->sq_head & (depth - 1);
 
@@ -562,8 +833,11 @@ static void pnm_run_batch(struct pnm_device *dev, struct pnm_batch *b)
 		}
 		device_ns = pnm_timing_ns(&dev->opt.timing, bc->res.bytes_read,
 					  bc->res.flops);
+		pnm_fault_delay(dev);
 		pnm_account(dev, &bc->res, device_ns);
-		pnm_post_completion(dev, &dev->queues[bc->qid], bc, device_ns);
+		pnm_post_completion(dev, &dev->queues[bc->qid], bc, device_ns,
+				    pnm_fault_take_corruption(dev));
+		dev->fault.seen++;
 		pnm_dbg(dev, 2, "queue %u slot %u: %s status %u result %u bytes %" PRIu64
 			" device_ns %" PRIu64 " rescored %u", bc->qid, bc->slot,
 			cmd->opcode < PNM_OP_COUNT ? pnm_op_names[cmd->opcode] : "unknown",
@@ -583,6 +857,7 @@ static unsigned int pnm_serve_queues(struct pnm_device *dev)
 	unsigned int i, n = dev->opt.nr_queues;
 
 	b->n = 0;
+	dev->batch_limit = pnm_fault_batch_limit(dev);
 	for (i = 0; i < n && pnm_enabled(dev); i++)
 		pnm_gather_queue(dev, (dev->first_queue + i) % n, b);
 	dev->first_queue = (dev->first_queue + 1) % n;
@@ -642,8 +917,12 @@ static void pnm_poll(struct pnm_device *dev)
 		bool busy;
 
 		pnm_beat(dev);
+		pnm_fault_poll_file(dev);
+		if (pnm_fault_acts(dev, PNM_FAULT_EXIT))
+			pnm_fault_exit(dev);
 		busy = pnm_handle_control(dev);
-		if (pnm_enabled(dev))
+		/* A hung device still beats and answers the control word. */
+		if (pnm_enabled(dev) && !pnm_fault_acts(dev, PNM_FAULT_HANG))
 			busy |= pnm_serve_queues(dev) > 0;
 		pnm_backoff(&backoff, busy, dev->opt.poll_max_us);
 	}
@@ -685,44 +964,169 @@ static int pnm_layout(struct pnm_device *dev)
 	return 0;
 }
 
+/*
+ * Open the backing file, creating it if it does not exist.  O_NONBLOCK
+ * keeps a FIFO from blocking the open; it is refused right after.
+ */
+static int pnm_open_backing(struct pnm_device *dev)
+{
+	const int flags = O_RDWR | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+	const char *path = dev->opt.path;
+	int err;
+
+	dev->fd = open(path, flags | O_CREAT | O_EXCL, 0600);
+	if (dev->fd >= 0) {
+		dev->created = true;
+		return 0;
+	}
+	if (errno == EEXIST)
+		dev->fd = open(path, flags);
+	if (dev->fd < 0) {
+		err = errno;
+		pnm_log("%s: failed to open: %s", path, strerror(err));
+		return -err;
+	}
+	return 0;
+}
+
+/*
+ * One device model per file: a second one would resize the file under
+ * the first one's mapping and clear its status on exit.  An OFD lock on
+ * byte 0 lasts as long as the open file; byte 1 belongs to the runtime's
+ * direct transport.  OFD locks report no owner, so the pid is known only
+ * when another program holds a classic POSIX lock there.
+ */
+static int pnm_lock_backing(struct pnm_device *dev)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET,
+			    .l_start = 0, .l_len = 1 };
+	int err;
+
+	if (!fcntl(dev->fd, F_OFD_SETLK, &fl))
+		return 0;
+	err = errno;
+	if (err != EAGAIN && err != EACCES) {
+		pnm_log("%s: failed to lock: %s", dev->opt.path, strerror(err));
+		return -err;
+	}
+	fl = (struct flock){ .l_type = F_WRLCK, .l_whence = SEEK_SET,
+			     .l_start = 0, .l_len = 1 };
+	if (!fcntl(dev->fd, F_OFD_GETLK, &fl) && fl.l_type != F_UNLCK && fl.l_pid > 0)
+		pnm_log("%s: in use by another pnm-device (pid %d)", dev->opt.path,
+			(int)fl.l_pid);
+	else
+		pnm_log("%s: in use by another pnm-device", dev->opt.path);
+	return -EBUSY;
+}
+
+/*
+ * Refuse to overwrite what is not ours: an existing non-empty file must
+ * hold CXL-PNM device memory (the magic at DPA 0), unless --force.
+ */
+static int pnm_check_backing(struct pnm_device *dev, const struct stat *st)
+{
+	__le64 magic = 0;
+
+	if (!S_ISREG(st->st_mode)) {
+		pnm_log("%s: not a regular file; --mem needs a file, e.g. under /dev/shm",
+			dev->opt.path);
+		return -EINVAL;
+	}
+	if (dev->created || !st->st_size || dev->opt.force)
+		return 0;
+	if (pread(dev->fd, &magic, sizeof(magic), 0) == sizeof(magic) &&
+	    le64toh(magic) == PNM_HW_MAGIC)
+		return 0;
+	pnm_log("%s: exists and does not hold CXL-PNM device memory (no magic at its start); remove it, choose another --mem file, or pass --force to overwrite it",
+		dev->opt.path);
+	return -EEXIST;
+}
+
+/*
+ * A sparse file takes memory only as it is touched; warn when the whole
+ * device memory would not fit, since QEMU and the device then die of
+ * SIGBUS once it fills up.
+ */
+static void pnm_check_space(struct pnm_device *dev, const struct stat *st)
+{
+	uint64_t used = (uint64_t)st->st_blocks * 512, avail;
+	struct statvfs vfs;
+
+	if (fstatvfs(dev->fd, &vfs))
+		return;
+	avail = (uint64_t)vfs.f_bavail * vfs.f_frsize + used;
+	if (dev->opt.size > avail)
+		pnm_log("%s: warning: %" PRIu64 " bytes of device memory, but its file system has %"
+			PRIu64 " bytes free; filling it will fail", dev->opt.path,
+			dev->opt.size, avail);
+}
+
 /* Create or resize the backing file and map it shared. */
 static int pnm_map(struct pnm_device *dev)
 {
 	const struct pnm_options *opt = &dev->opt;
-	const char *step = "resize";
 	struct stat st;
 	int err;
 
-	dev->fd = open(opt->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (dev->fd < 0) {
-		err = errno;
-		pnm_log("%s: failed to open: %s", opt->path, strerror(err));
-		return -err;
+	err = pnm_open_backing(dev);
+	if (err)
+		return err;
+	err = pnm_lock_backing(dev);
+	if (err) {
+		/* Not ours to remove: the lock holder may have created it. */
+		dev->created = false;
+		return err;
 	}
-	if (fstat(dev->fd, &st) || ((uint64_t)st.st_size != opt->size &&
-				    ftruncate(dev->fd, (off_t)opt->size)))
-		goto fail;
-	step = "map";
+	if (fstat(dev->fd, &st)) {
+		err = -errno;
+		pnm_log("%s: failed to stat: %s", opt->path, strerror(-err));
+		return err;
+	}
+	err = pnm_check_backing(dev, &st);
+	if (err)
+		return err;
+	pnm_check_space(dev, &st);
+	dev->old_size = st.st_size;
+	if ((uint64_t)st.st_size != opt->size) {
+		if (ftruncate(dev->fd, (off_t)opt->size)) {
+			err = -errno;
+			pnm_log("%s: failed to resize to %" PRIu64 " bytes: %s",
+				opt->path, opt->size, strerror(-err));
+			return err;
+		}
+		dev->resized = true;
+	}
 	dev->mem = mmap(NULL, opt->size, PROT_READ | PROT_WRITE, MAP_SHARED,
 			dev->fd, 0);
-	if (dev->mem == MAP_FAILED)
-		goto fail;
+	if (dev->mem == MAP_FAILED) {
+		err = -errno;
+		pnm_log("%s: failed to map %" PRIu64 " bytes: %s", opt->path,
+			opt->size, strerror(-err));
+		return err;
+	}
+	dev->mapped = true;
 	dev->ctrl = (struct pnm_hw_ctrl *)dev->mem;
 	dev->exec.mem = dev->mem;
 	return 0;
-
-fail:
-	err = errno;
-	pnm_log("%s: failed to %s %" PRIu64 " bytes: %s", opt->path, step,
-		opt->size, strerror(err));
-	close(dev->fd);
-	return -err;
 }
 
-static void pnm_unmap(struct pnm_device *dev)
+/*
+ * Unmap and close the backing file.  After a failed start, leave nothing
+ * behind: remove a file we created, restore the size of one we resized.
+ */
+static void pnm_unmap(struct pnm_device *dev, bool failed)
 {
-	munmap(dev->mem, dev->opt.size);
+	if (dev->mapped)
+		munmap(dev->mem, dev->opt.size);
+	dev->mapped = false;
+	if (dev->fd < 0)
+		return;
+	if (failed && dev->created)
+		unlink(dev->opt.path);
+	else if (failed && dev->resized)
+		(void)!ftruncate(dev->fd, (off_t)dev->old_size);
 	close(dev->fd);
+	dev->fd = -1;
 }
 
 /*
@@ -806,7 +1210,9 @@ static void pnm_usage(FILE *out)
 		"Run the CXL-PNM accelerator model on a shared memory file.\n"
 		"\n"
 		"  --mem PATH          backing file of device memory, created or resized\n"
-		"  --size BYTES        device memory size, suffix K, M or G (default 512M)\n"
+		"  --size BYTES        device memory size, suffix K, M or G, up to %s\n"
+		"                      (default 512M)\n"
+		"  --force             overwrite an existing file that is not device memory\n"
 		"  --queues N          queue pairs, 1 to %u (default %u)\n"
 		"  --depth N           entries per queue, a power of two, 2 to %u (default %u)\n"
 		"  --poll-max-us N     longest idle sleep between polls, microseconds (default %u)\n"
@@ -816,25 +1222,32 @@ static void pnm_usage(FILE *out)
 		"  --units N           compute units (threads), 1 to %u (default: online CPUs)\n"
 		"  --kernels NAME      kernel path: scalar, avx2, avx512 or auto (default\n"
 		"                      $PNM_KERNELS, else auto: the best this CPU runs)\n"
+		"  --fault FAULT       inject a fault: hang, slow:MS, exit, corrupt-cid,\n"
+		"                      corrupt-phase or no-heartbeat, each optionally :N\n"
+		"                      (after N commands); also at run time via PATH.fault\n"
 		"  -v, --verbose       log state changes; twice: every command\n"
-		"  -h, --help          show this help\n",
-		PNM_MAX_QUEUES, PNM_DEFAULT_QUEUES, PNM_MAX_DEPTH,
+		"  -h, --help          show this help\n"
+		"Numbers are decimal.\n",
+		PNM_MAX_SIZE_NAME, PNM_MAX_QUEUES, PNM_DEFAULT_QUEUES, PNM_MAX_DEPTH,
 		PNM_DEFAULT_DEPTH, PNM_DEFAULT_POLL_MAX_US,
 		PNM_TIMING_BANDWIDTH_GBPS, PNM_TIMING_COMPUTE_TFLOPS,
 		PNM_TIMING_OVERHEAD_NS, PNM_UNITS_MAX);
 }
 
-/* Parse a byte count with an optional K, M or G suffix (powers of 1024). */
+/*
+ * Parse a decimal byte count with an optional K, M or G suffix (powers of
+ * 1024).  Returns -ERANGE for a value that does not fit in 64 bits.
+ */
 static int pnm_parse_size(const char *arg, uint64_t *size)
 {
-	unsigned long long val;
 	unsigned int shift = 0;
-	char *end;
+	const char *end;
+	uint64_t val;
+	int ret;
 
-	errno = 0;
-	val = strtoull(arg, &end, 0);
-	if (errno || end == arg || arg[0] == '-')
-		return -EINVAL;
+	ret = pnm_parse_decimal(arg, &end, &val);
+	if (ret)
+		return ret;
 	switch (*end) {
 	case 'k': case 'K':
 		shift = 10;
@@ -849,34 +1262,42 @@ static int pnm_parse_size(const char *arg, uint64_t *size)
 		end++;
 		break;
 	}
-	if (*end || val > UINT64_MAX >> shift)
+	if (*end)
 		return -EINVAL;
-	*size = (uint64_t)val << shift;
+	if (val > UINT64_MAX >> shift)
+		return -ERANGE;
+	*size = val << shift;
 	return 0;
 }
 
 static int pnm_parse_uint(const char *arg, unsigned int min, unsigned int max,
 			  unsigned int *out)
 {
-	unsigned long val;
-	char *end;
+	const char *end;
+	uint64_t val;
 
-	errno = 0;
-	val = strtoul(arg, &end, 0);
-	if (errno || end == arg || *end || arg[0] == '-' || val < min || val > max)
+	if (pnm_parse_decimal(arg, &end, &val) || *end || val < min || val > max)
 		return -EINVAL;
 	*out = (unsigned int)val;
 	return 0;
 }
 
+/* A positive decimal number with an optional fraction: 1100, 0.5, .5. */
 static int pnm_parse_rate(const char *arg, double *out)
 {
-	char *end;
+	static const char digits[] = "0123456789";
+	size_t whole = strspn(arg, digits), frac = 0;
+	const char *p = arg + whole;
 	double val;
 
-	errno = 0;
-	val = strtod(arg, &end);
-	if (errno || end == arg || *end || !(val > 0) || val > 1e9)
+	if (*p == '.') {
+		frac = strspn(p + 1, digits);
+		p += 1 + frac;
+	}
+	if (*p || (!whole && !frac))
+		return -EINVAL;
+	val = strtod(arg, NULL);
+	if (!(val > 0) || val > 1e9)
 		return -EINVAL;
 	*out = val;
 	return 0;
@@ -885,6 +1306,7 @@ static int pnm_parse_rate(const char *arg, double *out)
 enum {
 	PNM_OPT_MEM = 0x100,
 	PNM_OPT_SIZE,
+	PNM_OPT_FORCE,
 	PNM_OPT_QUEUES,
 	PNM_OPT_DEPTH,
 	PNM_OPT_POLL_MAX_US,
@@ -893,11 +1315,13 @@ enum {
 	PNM_OPT_OVERHEAD_NS,
 	PNM_OPT_UNITS,
 	PNM_OPT_KERNELS,
+	PNM_OPT_FAULT,
 };
 
 static const struct option pnm_long_options[] = {
 	{ "mem", required_argument, NULL, PNM_OPT_MEM },
 	{ "size", required_argument, NULL, PNM_OPT_SIZE },
+	{ "force", no_argument, NULL, PNM_OPT_FORCE },
 	{ "queues", required_argument, NULL, PNM_OPT_QUEUES },
 	{ "depth", required_argument, NULL, PNM_OPT_DEPTH },
 	{ "poll-max-us", required_argument, NULL, PNM_OPT_POLL_MAX_US },
@@ -906,10 +1330,28 @@ static const struct option pnm_long_options[] = {
 	{ "overhead-ns", required_argument, NULL, PNM_OPT_OVERHEAD_NS },
 	{ "units", required_argument, NULL, PNM_OPT_UNITS },
 	{ "kernels", required_argument, NULL, PNM_OPT_KERNELS },
+	{ "fault", required_argument, NULL, PNM_OPT_FAULT },
 	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
+
+static int pnm_parse_size_option(const char *arg, uint64_t *size)
+{
+	int ret = pnm_parse_size(arg, size);
+
+	if (ret == -ERANGE || (!ret && *size > PNM_MAX_SIZE)) {
+		pnm_log("invalid --size '%s': above the largest device memory, %s",
+			arg, PNM_MAX_SIZE_NAME);
+		return -EINVAL;
+	}
+	if (ret || !*size || *size % PNM_HW_ALIGN) {
+		pnm_log("invalid --size '%s': expected a decimal multiple of 4096 bytes, suffix K, M or G",
+			arg);
+		return -EINVAL;
+	}
+	return 0;
+}
 
 static int pnm_parse_option(struct pnm_options *opt, int c, const char *arg)
 {
@@ -917,15 +1359,16 @@ static int pnm_parse_option(struct pnm_options *opt, int c, const char *arg)
 
 	switch (c) {
 	case PNM_OPT_MEM:
+		if (!*arg) {
+			pnm_log("invalid --mem '': expected the path of the backing file");
+			return -EINVAL;
+		}
 		opt->path = arg;
 		return 0;
 	case PNM_OPT_SIZE:
-		if (pnm_parse_size(arg, &opt->size) || !opt->size ||
-		    opt->size % PNM_HW_ALIGN) {
-			pnm_log("invalid --size '%s': expected a multiple of 4096 bytes, suffix K, M or G",
-				arg);
-			return -EINVAL;
-		}
+		return pnm_parse_size_option(arg, &opt->size);
+	case PNM_OPT_FORCE:
+		opt->force = true;
 		return 0;
 	case PNM_OPT_QUEUES:
 		if (pnm_parse_uint(arg, 1, PNM_MAX_QUEUES, &opt->nr_queues)) {
@@ -950,13 +1393,15 @@ static int pnm_parse_option(struct pnm_options *opt, int c, const char *arg)
 		return 0;
 	case PNM_OPT_BANDWIDTH:
 		if (pnm_parse_rate(arg, &opt->timing.bandwidth_gbps)) {
-			pnm_log("invalid --bandwidth '%s': expected a positive GB/s value", arg);
+			pnm_log("invalid --bandwidth '%s': expected a positive decimal GB/s value",
+				arg);
 			return -EINVAL;
 		}
 		return 0;
 	case PNM_OPT_COMPUTE:
 		if (pnm_parse_rate(arg, &opt->timing.compute_tflops)) {
-			pnm_log("invalid --compute '%s': expected a positive TFLOPS value", arg);
+			pnm_log("invalid --compute '%s': expected a positive decimal TFLOPS value",
+				arg);
 			return -EINVAL;
 		}
 		return 0;
@@ -975,6 +1420,12 @@ static int pnm_parse_option(struct pnm_options *opt, int c, const char *arg)
 		return 0;
 	case PNM_OPT_KERNELS:
 		opt->kernels = arg;
+		return 0;
+	case PNM_OPT_FAULT:
+		if (pnm_parse_fault(arg, &opt->fault)) {
+			pnm_log("invalid --fault '%s': %s", arg, PNM_FAULT_SYNTAX);
+			return -EINVAL;
+		}
 		return 0;
 	case 'v':
 		opt->verbose++;
@@ -1029,10 +1480,25 @@ static void pnm_stop_units(struct pnm_device *dev)
 	free(dev->batch);
 }
 
+/* getopt's own messages would name the binary by its full path. */
+static void pnm_option_error(int c, char **argv)
+{
+	const char *arg = argv[optind - 1];
+
+	if (c == ':')
+		pnm_log("option '%s' needs a value", arg);
+	else if (optopt >= 0x100)
+		pnm_log("option '%s' takes no value", arg);
+	else if (optopt)
+		pnm_log("unknown option '-%c'", optopt);
+	else
+		pnm_log("unknown option '%s'", arg);
+}
+
 /* Returns 0, 1 after --help, or a negative errno. */
 static int pnm_parse_options(int argc, char **argv, struct pnm_options *opt)
 {
-	int c, ret;
+	int c, ret = 0;
 
 	opt->size = PNM_DEFAULT_SIZE;
 	opt->nr_queues = PNM_DEFAULT_QUEUES;
@@ -1041,28 +1507,40 @@ static int pnm_parse_options(int argc, char **argv, struct pnm_options *opt)
 	opt->units = pnm_default_units();
 	pnm_timing_init(&opt->timing);
 
-	while ((c = getopt_long(argc, argv, "vh", pnm_long_options, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":vh", pnm_long_options, NULL)) != -1) {
 		if (c == 'h') {
 			pnm_usage(stdout);
 			return 1;
 		}
-		ret = pnm_parse_option(opt, c, optarg);
-		if (ret) {
-			pnm_usage(stderr);
-			return ret;
+		if (c == '?' || c == ':') {
+			pnm_option_error(c, argv);
+			ret = -EINVAL;
+		} else {
+			ret = pnm_parse_option(opt, c, optarg);
 		}
+		if (ret)
+			break;
 	}
-	if (optind < argc) {
+	if (!ret && optind < argc) {
 		pnm_log("unexpected argument '%s'", argv[optind]);
-		pnm_usage(stderr);
-		return -EINVAL;
+		ret = -EINVAL;
 	}
-	if (!opt->path) {
+	if (!ret && !opt->path) {
 		pnm_log("missing --mem PATH");
-		pnm_usage(stderr);
-		return -EINVAL;
+		ret = -EINVAL;
 	}
-	return 0;
+	if (ret)
+		fprintf(stderr, "try 'pnm-device --help'\n");
+	return ret;
+}
+
+/* Start-up failed after the backing file was opened. */
+static int pnm_fail(struct pnm_device *dev)
+{
+	pnm_unmap(dev, true);
+	free(dev->fault_path);
+	return 1;
 }
 
 int main(int argc, char **argv)
@@ -1075,21 +1553,24 @@ int main(int argc, char **argv)
 		return ret > 0 ? 0 : 2;
 	if (pnm_choose_kernels(&dev))
 		return 2;
-	if (pnm_install_signals() || pnm_layout(&dev) || pnm_map(&dev))
-		return 1;
-	if (pnm_start_units(&dev)) {
-		pnm_unmap(&dev);
+	if (asprintf(&dev.fault_path, "%s.fault", dev.opt.path) < 0) {
+		pnm_log("out of memory");
 		return 1;
 	}
+	if (pnm_install_signals() || pnm_layout(&dev) || pnm_map(&dev))
+		return pnm_fail(&dev);
+	if (pnm_start_units(&dev))
+		return pnm_fail(&dev);
 	/* Short sleeps should last what they ask for, not the 50 us default. */
 	prctl(PR_SET_TIMERSLACK, 1000UL);
 
 	ret = pnm_format(&dev);
 	if (ret) {
 		pnm_stop_units(&dev);
-		pnm_unmap(&dev);
-		return 1;
+		return pnm_fail(&dev);
 	}
+	if (dev.opt.fault.kind != PNM_FAULT_NONE)
+		pnm_fault_set(&dev, &dev.opt.fault, "--fault");
 	pnm_log("ready %s", dev.opt.path);
 	pnm_dbg(&dev, 1, "%" PRIu64 " bytes, KV area at %#" PRIx64 ", %" PRIu64
 		" bytes, %u units, %s kernels", dev.opt.size, dev.exec.kv_offset,
@@ -1102,6 +1583,7 @@ int main(int argc, char **argv)
 	pnm_dbg(&dev, 1, "stopped after %" PRIu64 " commands", dev.cmds_completed);
 	free(dev.queues);
 	pnm_stop_units(&dev);
-	pnm_unmap(&dev);
+	pnm_unmap(&dev, false);
+	free(dev.fault_path);
 	return 0;
 }

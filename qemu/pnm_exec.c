@@ -373,6 +373,9 @@ static enum pnm_hw_status pnm_check_k(struct pnm_job *job)
 {
 	const struct pnm_exec_cmd *cmd = &job->cmd;
 
+	/* ATTEND's k counts its list: above max_k is BAD_K there too. */
+	if (cmd->opcode == PNM_OP_ATTEND && cmd->k > job->dev->max_k)
+		return PNM_STATUS_BAD_K;
 	if (!pnm_opcode_selects(cmd->opcode))
 		return PNM_STATUS_OK;
 	pnm_find_kept(job);
@@ -564,6 +567,8 @@ static int pnm_prepare(struct pnm_job *job)
 
 /* ---- DIGEST ---- */
 
+#define PNM_PAGE_SKIP	UINT32_MAX	/* a page whose digest a later page writes */
+
 static void pnm_digest_task(void *arg, unsigned int i)
 {
 	struct pnm_job *job = arg;
@@ -573,16 +578,52 @@ static void pnm_digest_task(void *arg, unsigned int i)
 	for (page = start; page < end; page++) {
 		uint32_t slot = job->table[page];
 
+		if (slot == PNM_PAGE_SKIP)
+			continue;
 		job->kern->digest(&job->args, job->pool + slot * job->slot_bytes,
 				  pnm_valid_tokens(job, (uint32_t)page),
 				  (uint8_t *)job->args.digests + slot * job->digest_bytes);
 	}
 }
 
+/*
+ * Two pages of a table may name the same slot.  Run one by one, the last
+ * of them writes that slot's digest last; the units run pages at the same
+ * time, so only that last page keeps the slot and the others are marked
+ * PNM_PAGE_SKIP in the private copy of the table.  Slot numbers are below
+ * S, which is below 2^32 / 320 (the smallest slot and digest), so the
+ * mark is never a slot.
+ */
+static int pnm_digest_last_writers(struct pnm_job *job)
+{
+	uint64_t *seen, page;
+
+	if (!job->n_pages)
+		return 0;
+	seen = calloc((job->n_slots + 63) / 64, sizeof(*seen));
+	if (!seen)
+		return -ENOMEM;
+	for (page = job->n_pages; page-- > 0;) {
+		uint32_t slot = job->table[page];
+
+		if (seen[slot / 64] >> (slot % 64) & 1)
+			job->table[page] = PNM_PAGE_SKIP;
+		else
+			seen[slot / 64] |= 1ULL << (slot % 64);
+	}
+	free(seen);
+	return 0;
+}
+
 /* DIGEST: per-channel min and max of each page's valid key rows. */
 static int pnm_run_digest(struct pnm_job *job)
 {
 	uint64_t elements = (uint64_t)job->cmd.n_tokens * job->cmd.head_dim;
+	int ret;
+
+	ret = pnm_digest_last_writers(job);
+	if (ret)
+		return ret;
 
 	job->n_tasks = pnm_split(job, job->n_pages, PNM_SPLIT_MIN_PAGES);
 	pnm_units_run(job->dev->units, pnm_digest_task, job, job->n_tasks);
@@ -862,7 +903,13 @@ static int pnm_select(struct pnm_job *job, uint32_t *pages)
 	job->n_tasks = pnm_split(job, s.n_cand, PNM_SPLIT_MIN_PAGES);
 	pnm_units_run(job->dev->units, pnm_score_task, &s, job->n_tasks);
 	job->res->bytes_read += s.n_cand * job->digest_bytes;
-	job->res->flops += 4 * job->query_floats * s.n_cand;
+	/*
+	 * Hardware scores as the vector paths do: the group's positive and
+	 * negative query parts are summed once per channel, then each page
+	 * costs two multiply-adds per channel, whatever the group size.
+	 */
+	job->res->flops += 2 * job->query_floats +
+			   4ULL * job->cmd.head_dim * s.n_cand;
 
 	if (job->keep_sink)
 		pages[n++] = 0;
@@ -902,7 +949,8 @@ static void pnm_attend_task(void *arg, unsigned int i)
 	uint64_t start, end;
 
 	pnm_task_range(at->n_pages, at->job->n_tasks, i, &start, &end);
-	at->job->kern->attend(&at->job->args, at->pages + start,
+	/* An empty list may have no array at all: no offset from NULL. */
+	at->job->kern->attend(&at->job->args, at->n_pages ? at->pages + start : NULL,
 			      (unsigned int)(end - start), &at->st[i]);
 }
 

@@ -9,6 +9,9 @@
  * them by tests/unit/kernel_paths.c.
  */
 #include <errno.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,6 +241,16 @@ void pnm_attend_finish(const struct pnm_attend_state *st, unsigned int group,
 
 /* ---- choosing a path --------------------------------------------------- */
 
+#if defined(__x86_64__)
+/* CPUID leaf 1, ECX bit 29; clang's __builtin_cpu_supports lacks "f16c". */
+static int pnm_cpu_has_f16c(void)
+{
+	unsigned int eax, ebx, ecx, edx;
+
+	return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C);
+}
+#endif
+
 int pnm_kernels_supported(enum pnm_kernel_isa isa)
 {
 	switch (isa) {
@@ -247,7 +260,7 @@ int pnm_kernels_supported(enum pnm_kernel_isa isa)
 	case PNM_ISA_AVX2:
 		return __builtin_cpu_supports("avx2") &&
 		       __builtin_cpu_supports("fma") &&
-		       __builtin_cpu_supports("f16c");
+		       pnm_cpu_has_f16c();
 	case PNM_ISA_AVX512:
 		return __builtin_cpu_supports("avx512f") &&
 		       __builtin_cpu_supports("avx512bw") &&

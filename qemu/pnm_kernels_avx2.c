@@ -62,11 +62,13 @@ PNM_SIMD_FN vf vf_abs(vf a)
 	return vf_pair(_mm256_and_ps(a.l, m), _mm256_and_ps(a.h, m));
 }
 
+/* The rounding mode and the predicates below are immediates: macros. */
+#define PNM_ROUND_NEAREST	(_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+
 PNM_SIMD_FN vf vf_round(vf a)
 {
-	const int mode = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
-
-	return vf_pair(_mm256_round_ps(a.l, mode), _mm256_round_ps(a.h, mode));
+	return vf_pair(_mm256_round_ps(a.l, PNM_ROUND_NEAREST),
+		       _mm256_round_ps(a.h, PNM_ROUND_NEAREST));
 }
 
 PNM_SIMD_FN __m256 pnm_exp2i8(__m256 n)
@@ -114,13 +116,9 @@ PNM_SIMD_FN void vf_store_fp16(uint8_t *p, vf v)
 			 _mm256_cvtps_ph(v.h, _MM_FROUND_TO_NEAREST_INT));
 }
 
-PNM_SIMD_FN vm pnm_cmp_bits(vf a, vf b, const int pred)
-{
-	unsigned int l = _mm256_movemask_ps(_mm256_cmp_ps(a.l, b.l, pred));
-	unsigned int h = _mm256_movemask_ps(_mm256_cmp_ps(a.h, b.h, pred));
-
-	return l | h << 8;
-}
+#define pnm_cmp_bits(a, b, pred)					\
+	((vm)((unsigned int)_mm256_movemask_ps(_mm256_cmp_ps((a).l, (b).l, pred)) | \
+	      (unsigned int)_mm256_movemask_ps(_mm256_cmp_ps((a).h, (b).h, pred)) << 8))
 
 PNM_SIMD_FN vm vf_not_le(vf a, vf b) { return pnm_cmp_bits(a, b, _CMP_NLE_UQ); }
 PNM_SIMD_FN vm vf_gt(vf a, vf b) { return pnm_cmp_bits(a, b, _CMP_GT_OQ); }

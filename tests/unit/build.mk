@@ -10,7 +10,7 @@
 -include $(BUILD)/kernel.mk
 
 UNIT_DIR := $(TOP)/tests/unit
-UNIT_TESTS := device_commands device_errors device_process
+UNIT_TESTS := device_commands device_errors device_process device_faults
 UNIT_BINS := $(addprefix $(TESTBIN)/host/,$(UNIT_TESTS))
 UNIT_SAN_BINS := $(addprefix $(BUILD)/san/tests/host/,$(UNIT_TESTS))
 UNIT_DEPS := $(UNIT_DIR)/pnm_unit.c $(UNIT_DIR)/pnm_unit.h \
@@ -60,3 +60,6 @@ $(BUILD)/san/tests/host/kernel_paths: $(KPATH_SRCS) $(UNIT_DEPS) $(PNM_EXEC_HDRS
 host-tests: $(UNIT_BINS) $(UNIT_SAN_BINS) $(TESTBIN)/host/kernel_paths \
 	$(BUILD)/san/tests/host/kernel_paths
 check: host-tests
+
+# The executor fuzzer (tests/fuzz/) joins the host tests.
+-include $(TOP)/tests/fuzz/build.mk

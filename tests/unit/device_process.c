@@ -9,7 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -288,8 +291,13 @@ TEST(idle_device_uses_little_cpu)
 	EXPECT_EQ(0, pnm_unit_device_stop(&ud));
 }
 
-/* Run pnm-device with @argv[1..]; returns its exit status, output in @log. */
-static int run_device(const char *const *args, char *log, size_t log_size)
+/*
+ * Run pnm-device with @argv[1..]; returns its exit status, output in @log.
+ * A non-zero @fsize_limit caps the files it may write (RLIMIT_FSIZE), so
+ * that resizing its file fails.
+ */
+static int run_device_limited(const char *const *args, char *log,
+			      size_t log_size, rlim_t fsize_limit)
 {
 	const char *argv[16];
 	unsigned int argc = 0;
@@ -309,6 +317,13 @@ static int run_device(const char *const *args, char *log, size_t log_size)
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
+		if (fsize_limit) {
+			struct rlimit rl = { fsize_limit, fsize_limit };
+
+			/* EFBIG rather than death by SIGXFSZ. */
+			signal(SIGXFSZ, SIG_IGN);
+			setrlimit(RLIMIT_FSIZE, &rl);
+		}
 		dup2(pipefd[1], STDERR_FILENO);
 		dup2(pipefd[1], STDOUT_FILENO);
 		execv(argv[0], (char *const *)argv);
@@ -325,10 +340,15 @@ static int run_device(const char *const *args, char *log, size_t log_size)
 	return WEXITSTATUS(status);
 }
 
+static int run_device(const char *const *args, char *log, size_t log_size)
+{
+	return run_device_limited(args, log, log_size, 0);
+}
+
 TEST(rejects_bad_options)
 {
 	static const struct {
-		const char *args[6];
+		const char *args[8];
 		int exit_code;
 		const char *message;
 	} cases[] = {
@@ -346,7 +366,46 @@ TEST(rejects_bad_options)
 		{ { "--mem", "/dev/shm/pnm-unit-never", "--size", "8K", NULL }, 1,
 		  "too small" },
 		{ { "--mem", "/dev/shm/pnm-unit-never", "--bogus", NULL }, 2,
-		  "usage:" },
+		  "pnm-device: unknown option '--bogus'\ntry 'pnm-device --help'\n" },
+		{ { "--mem", NULL }, 2,
+		  "pnm-device: option '--mem' needs a value\ntry 'pnm-device --help'\n" },
+		{ { "--mem", "", NULL }, 2, "invalid --mem ''" },
+		{ { "--mem", "/dev/shm/pnm-unit-never", "--force=yes", NULL }, 2,
+		  "option '--force=yes' takes no value" },
+		/* Numbers are decimal: no octal, no hex, no sign, no space. */
+		{ { "--mem", "/dev/shm/pnm-unit-never", "--size", "0100000", NULL }, 2,
+		  "invalid --size '0100000'" },
+		{ { "--mem", "/dev/shm/pnm-unit-never", "--size", "0x100000", NULL }, 2,
+		  "invalid --size '0x100000'" },
+		{ { "--mem", "/dev/shm/pnm-unit-never", "--size", " 8M", NULL }, 2,
+		  "invalid --size ' 8M'" },
+		{ { "--mem", "/dev/shm/pnm-unit-never", "--queues", "0x4", NULL }, 2,
+		  "invalid --queues '0x4'" },
+		{ { "--mem", "/dev/shm/pnm-unit-never", "--depth", "+64", NULL }, 2,
+		  "invalid --depth '+64'" },
+		{ { "--mem", "/dev/shm/pnm-unit-never", "--units", "-1", NULL }, 2,
+		  "invalid --units '-1'" },
+		{ { "--mem", "/dev/shm/pnm-unit-never", "--bandwidth", "0x1p4", NULL }, 2,
+		  "invalid --bandwidth '0x1p4'" },
+		{ { "--mem", "/dev/shm/pnm-unit-never", "--compute", "1e3", NULL }, 2,
+		  "invalid --compute '1e3'" },
+		{ { "--mem", "/dev/shm/pnm-unit-never", "--compute", "inf", NULL }, 2,
+		  "invalid --compute 'inf'" },
+		{ { "--mem", "/dev/shm/pnm-unit-never", "--overhead-ns", "0200", "--size",
+		    "040960", NULL }, 1, "size 40960 is too small" },
+		/* Sizes are bounded: no 16 PiB sparse file. */
+		{ { "--mem", "/dev/shm/pnm-unit-never", "--size", "16777216G", NULL }, 2,
+		  "invalid --size '16777216G': above the largest device memory" },
+		{ { "--mem", "/dev/shm/pnm-unit-never", "--size", "99999999999999999999",
+		    NULL }, 2, "above the largest device memory" },
+		{ { "--mem", "/dev/null", NULL }, 1,
+		  "/dev/null: not a regular file" },
+		{ { "--mem", "/dev/shm/pnm-unit-never", "--fault", "slow", NULL }, 2,
+		  "invalid --fault 'slow'" },
+		{ { "--mem", "/dev/shm/pnm-unit-never", "--fault", "hang:x", NULL }, 2,
+		  "invalid --fault 'hang:x'" },
+		{ { "--mem", "/dev/shm/pnm-unit-never", "--fault", "none:3", NULL }, 2,
+		  "invalid --fault 'none:3'" },
 		{ { "--help", NULL }, 0, "usage: pnm-device" },
 	};
 	char log[4096];
@@ -361,8 +420,174 @@ TEST(rejects_bad_options)
 		EXPECT_NE(NULL, strstr(log, cases[i].message)) {
 			TH_LOG("case %u: expected '%s' in: %s", i, cases[i].message, log);
 		}
+		/* One line and a hint, never the usage text, never a full path. */
+		if (cases[i].exit_code == 2) {
+			EXPECT_EQ(NULL, strstr(log, "usage:"));
+			EXPECT_EQ(NULL, strstr(log, "/pnm-device:"));
+		}
+	}
+	EXPECT_NE(0, access("/dev/shm/pnm-unit-never", F_OK)) {
+		TH_LOG("a failed start left /dev/shm/pnm-unit-never behind");
 	}
 	unlink("/dev/shm/pnm-unit-never");
+}
+
+/* A path for a test's own file, unique per process and call. */
+static void test_path(char *path, size_t size, const char *what)
+{
+	static unsigned int counter;
+
+	snprintf(path, size, "/dev/shm/pnm-unit-%d-%s-%u", (int)getpid(), what,
+		 counter++);
+	unlink(path);
+}
+
+static off_t file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) ? -1 : st.st_size;
+}
+
+/* A FIFO is not device memory either, and opening it must not block. */
+TEST(rejects_fifo)
+{
+	const char *args[] = { "--mem", NULL, NULL };
+	char path[96], log[1024];
+
+	test_path(path, sizeof(path), "fifo");
+	ASSERT_EQ(0, mkfifo(path, 0600));
+	args[1] = path;
+	EXPECT_EQ(1, run_device(args, log, sizeof(log)));
+	EXPECT_NE(NULL, strstr(log, "not a regular file")) {
+		TH_LOG("%s", log);
+	}
+	unlink(path);
+}
+
+/*
+ * A second device model on the same file is refused before it touches
+ * the file; the first keeps its size, its status and its commands.
+ */
+TEST(second_device_on_same_file_is_refused)
+{
+	const char *args[] = { "--mem", NULL, "--size", "16M", NULL };
+	struct pnm_direct_state st;
+	struct pnm_unit_device ud;
+	struct cxl_pnm_result res;
+	struct cxl_pnm_cmd cmd = nop_cmd();
+	struct pnm_dev *dev;
+	char name[128], log[1024];
+	off_t size;
+
+	ASSERT_EQ(0, pnm_unit_device_start(&ud, NULL));
+	snprintf(name, sizeof(name), "direct:%s", ud.path);
+	ASSERT_EQ(0, pnm_open(name, &dev));
+	size = file_size(ud.path);
+
+	args[1] = ud.path;
+	EXPECT_EQ(1, run_device(args, log, sizeof(log)));
+	EXPECT_NE(NULL, strstr(log, "in use by another pnm-device")) {
+		TH_LOG("%s", log);
+	}
+	EXPECT_EQ(size, file_size(ud.path));
+	ASSERT_EQ(0, pnm_direct_get_state(dev, &st));
+	EXPECT_EQ(PNM_HW_STATUS_READY | PNM_HW_STATUS_ENABLED, st.status);
+	EXPECT_EQ(0, pnm_submit(dev, &cmd, &res, 1, 0));
+	EXPECT_EQ(CXL_PNM_STATUS_OK, res.status);
+
+	pnm_close(dev);
+	EXPECT_EQ(0, pnm_unit_device_stop(&ud));
+}
+
+/*
+ * An existing file that is not device memory is kept unless --force.
+ * --fault exit:0 makes the forced device stop on its own once ready.
+ */
+TEST(foreign_file_needs_force)
+{
+	const char *args[] = { "--mem", NULL, "--size", "1M", "--units", "1", NULL,
+			       NULL, NULL };
+	static const char text[] = "not device memory\n";
+	char path[96], log[2048], buf[sizeof(text)];
+	uint64_t magic = 0;
+	int fd;
+
+	test_path(path, sizeof(path), "foreign");
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ((ssize_t)sizeof(text) - 1, write(fd, text, sizeof(text) - 1));
+	args[1] = path;
+
+	EXPECT_EQ(1, run_device(args, log, sizeof(log)));
+	EXPECT_NE(NULL, strstr(log, "does not hold CXL-PNM device memory")) {
+		TH_LOG("%s", log);
+	}
+	EXPECT_NE(NULL, strstr(log, path));
+	EXPECT_NE(NULL, strstr(log, "--force"));
+	EXPECT_EQ((off_t)sizeof(text) - 1, file_size(path));
+	ASSERT_EQ((ssize_t)sizeof(text) - 1, pread(fd, buf, sizeof(text) - 1, 0));
+	EXPECT_EQ(0, memcmp(buf, text, sizeof(text) - 1));
+
+	args[6] = "--force";
+	args[7] = "--fault=exit:0";
+	EXPECT_EQ(3, run_device(args, log, sizeof(log))) {
+		TH_LOG("%s", log);
+	}
+	EXPECT_EQ(1 << 20, file_size(path));
+	ASSERT_EQ(8, pread(fd, &magic, 8, 0));
+	EXPECT_EQ(PNM_HW_MAGIC, le64toh(magic));
+
+	/* Device memory of an earlier run is taken without --force. */
+	args[6] = "--fault=exit:0";
+	args[7] = NULL;
+	EXPECT_EQ(3, run_device(args, log, sizeof(log))) {
+		TH_LOG("%s", log);
+	}
+	close(fd);
+	unlink(path);
+}
+
+/* Leading zeros are decimal, not octal. */
+TEST(numbers_are_decimal)
+{
+	const char *args[] = { "--mem", NULL, "--size", "01024K", "--queues", "010",
+			       "--depth", "0064", "--fault=exit:0", NULL };
+	struct pnm_hw_ctrl ctrl;
+	char path[96], log[2048];
+	int fd;
+
+	test_path(path, sizeof(path), "decimal");
+	args[1] = path;
+	EXPECT_EQ(3, run_device(args, log, sizeof(log))) {
+		TH_LOG("%s", log);
+	}
+	fd = open(path, O_RDONLY);
+	ASSERT_LE(0, fd);
+	ASSERT_EQ((ssize_t)sizeof(ctrl), pread(fd, &ctrl, sizeof(ctrl), 0));
+	close(fd);
+	EXPECT_EQ(10, le32toh(ctrl.nr_queues));
+	EXPECT_EQ(64, le32toh(ctrl.queue_depth));
+	EXPECT_EQ(1 << 20, le64toh(ctrl.dev_size));
+	unlink(path);
+}
+
+/* A start that fails after creating the file removes it again. */
+TEST(failed_start_leaves_no_file)
+{
+	const char *args[] = { "--mem", NULL, "--size", "8M", NULL };
+	char path[96], log[1024];
+
+	test_path(path, sizeof(path), "efbig");
+	args[1] = path;
+	EXPECT_EQ(1, run_device_limited(args, log, sizeof(log), 1 << 20));
+	EXPECT_NE(NULL, strstr(log, "failed to resize to 8388608 bytes")) {
+		TH_LOG("%s", log);
+	}
+	EXPECT_NE(0, access(path, F_OK)) {
+		TH_LOG("%s was left behind", path);
+	}
+	unlink(path);
 }
 
 TEST_HARNESS_MAIN
