@@ -155,6 +155,13 @@ static int pnm_ioctl_region_free(struct pnm_file *pf, void __user *argp)
 				    arg.rsvd);
 		return -EINVAL;
 	}
+	/*
+	 * Handle 0 is never allocated.  Erasing it anyway would mark index 0
+	 * free in the allocating xarray, and the next REGION_ALLOC would hand
+	 * out handle 0, which commands read as "no buffer".
+	 */
+	if (!arg.handle)
+		return -ENOENT;
 	/* Mappings and commands in flight keep their own references. */
 	region = xa_erase(&pf->regions, arg.handle);
 	if (!region)

@@ -75,6 +75,7 @@ static struct pnm_dev *pnm_alloc(struct dev_dax *dev_dax,
 	mutex_init(&pnm->files_lock);
 	INIT_LIST_HEAD(&pnm->files);
 	init_waitqueue_head(&pnm->poll_wait);
+	init_waitqueue_head(&pnm->recover_wait);
 
 	device_initialize(&pnm->dev);
 	pnm->dev.parent = &dev_dax->dev;

@@ -70,8 +70,9 @@ struct pnm_request {
  * @nr: number of commands
  * @pending: commands not completed yet, submitted or not; under the queue
  *	lock
- * @error: 0, or the errno that failed the batch (-EIO dead device,
- *	-ENODEV device removed); under the queue lock
+ * @error: 0, or the errno that failed the batch (-EIO dead device or
+ *	queues reset after another command timed out, -ENODEV device
+ *	removed); under the queue lock
  * @done: completed when @pending drops to zero or the batch fails
  */
 struct pnm_batch {
@@ -120,6 +121,7 @@ struct pnm_uring_req {
  *	completion has not arrived yet
  * @batch: the batch waiting for this command, or NULL once the waiter gave
  *	up (timeout, fatal signal) or was failed; the slot then stays busy
+ *	until the command's completion or a queue reset
  * @index: the command's index in @batch
  * @uring: the io_uring command waiting for this slot's completion, or NULL
  *	(a slot has a @batch or a @uring owner, never both)
@@ -222,10 +224,17 @@ enum pnm_state {
  * @heartbeat: last heartbeat value the poller saw
  * @heartbeat_stamp: jiffies when @heartbeat last changed
  * @health_next: jiffies of the poller's next status and heartbeat check
+ * @recovering: the poller is resetting the queues after a timeout: no
+ *	command enters a slot and no CQ is consumed; written under every
+ *	queue's cq_lock and lock
+ * @recover_requested: recoveries asked for by timed-out submitters
+ * @recover_done: value of @recover_requested that the last recovery served
+ * @recover_wait: timed-out submitters wait here for the recovery
  * @submitted: commands written to a submission queue
  * @completed: completions received
  * @failed: completions with a non-zero device status
  * @timed_out: commands whose waiter gave up before their completion
+ * @resets: queue resets after a timeout that brought the device back
  * @debugfs: this device's debugfs folder
  */
 struct pnm_dev {
@@ -266,11 +275,16 @@ struct pnm_dev {
 	u64 heartbeat;
 	unsigned long heartbeat_stamp;
 	unsigned long health_next;
+	bool recovering;
+	atomic_t recover_requested;
+	atomic_t recover_done;
+	wait_queue_head_t recover_wait;
 
 	atomic64_t submitted;
 	atomic64_t completed;
 	atomic64_t failed;
 	atomic64_t timed_out;
+	atomic64_t resets;
 
 	struct dentry *debugfs;
 };

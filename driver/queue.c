@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
  * Hardware queues of a CXL-PNM device: command submission, the completion
- * poller, heartbeat monitoring and failing work on a dead or removed device.
+ * poller, heartbeat monitoring, queue reset after a timeout and failing work
+ * on a dead or removed device.
  *
  * The device raises no interrupts.  One kernel thread per device polls every
  * completion queue while any command is outstanding and sleeps otherwise.
@@ -12,6 +13,7 @@
  * enter the slots that completions free, in arrival order.
  */
 #include <linux/delay.h>
+#include <linux/iopoll.h>
 #include <linux/kthread.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
@@ -34,6 +36,8 @@
 #define PNM_HEARTBEAT_TIMEOUT_MS	2000
 /* How often the poller reads status and heartbeat while it polls. */
 #define PNM_HEALTH_PERIOD_MS		20
+/* How often recovery reads the heartbeat while it waits for it to move. */
+#define PNM_RECOVER_POLL_US		1000
 
 static int pnm_state_errno(int state)
 {
@@ -172,6 +176,7 @@ void pnm_set_state(struct pnm_dev *pnm, enum pnm_state state)
 		spin_unlock(&q->lock);
 		wake_up_all(&q->slot_wait);
 	}
+	wake_up_all(&pnm->recover_wait);
 }
 
 /**
@@ -217,11 +222,13 @@ struct pnm_queue *pnm_pick_queue(struct pnm_dev *pnm)
 	return &pnm->queues[raw_smp_processor_id() % pnm->nr_queues];
 }
 
+/* No slot is free while the queues are being reset. */
 static bool pnm_queue_tail_free(struct pnm_queue *q)
 {
 	u32 mask = q->pnm->queue_depth - 1;
 
-	return !READ_ONCE(q->slots[READ_ONCE(q->sq_tail) & mask].busy);
+	return !READ_ONCE(q->pnm->recovering) &&
+	       !READ_ONCE(q->slots[READ_ONCE(q->sq_tail) & mask].busy);
 }
 
 static void pnm_poller_kick(struct pnm_dev *pnm)
@@ -316,6 +323,11 @@ static int pnm_queue_submit(struct pnm_queue *q, struct pnm_batch *batch,
 	if (state != PNM_STATE_LIVE) {
 		spin_unlock(&q->lock);
 		return pnm_state_errno(state);
+	}
+	/* A queue reset failed the commands already placed: place no more. */
+	if (batch->error) {
+		spin_unlock(&q->lock);
+		return batch->error;
 	}
 	while (*next < batch->nr && pnm_queue_tail_free(q)) {
 		slot = pnm_queue_place(q, &batch->reqs[*next]);
@@ -489,6 +501,31 @@ static int pnm_batch_abandon(struct pnm_queue *q, struct pnm_batch *batch,
 	return err;
 }
 
+/*
+ * Ask the poller to reset the queues after a timeout and wait until it has
+ * done so or the device left the live state.  A fatal signal ends the wait;
+ * the recovery goes on without the waiter.
+ */
+static void pnm_recover_wait(struct pnm_dev *pnm)
+{
+	int ticket = atomic_inc_return(&pnm->recover_requested);
+
+	wake_up(&pnm->poll_wait);
+	wait_event_killable(pnm->recover_wait,
+			    atomic_read(&pnm->recover_done) - ticket >= 0 ||
+			    READ_ONCE(pnm->state) != PNM_STATE_LIVE);
+}
+
+/* End a batch whose waiter gives up with @err; see pnm_batch_execute(). */
+static int pnm_batch_fail(struct pnm_queue *q, struct pnm_batch *batch,
+			  int err)
+{
+	err = pnm_batch_abandon(q, batch, err);
+	if (err == -ETIMEDOUT)
+		pnm_recover_wait(q->pnm);
+	return err;
+}
+
 /**
  * pnm_batch_execute() - submit a batch of validated commands and wait
  * @pnm: device
@@ -498,9 +535,14 @@ static int pnm_batch_abandon(struct pnm_queue *q, struct pnm_batch *batch,
  *
  * Context: process context; sleeps.  A fatal signal ends the wait.
  *
+ * A batch that times out waits, before it returns, for the poller to reset
+ * the queues (pnm_recover()): the device then no longer reads its commands
+ * or writes their buffers, unless it was declared dead instead.
+ *
  * Return: 0 with every result filled, -ETIMEDOUT, -EINTR, -EIO if the device
- * died, -ENODEV if it was removed.  On error the commands already submitted
- * keep their SQ slots and region references until their completions arrive.
+ * died or the queues were reset after another command timed out, -ENODEV if
+ * it was removed.  On -EINTR the commands already submitted keep their SQ
+ * slots and region references until their completions arrive.
  */
 int pnm_batch_execute(struct pnm_dev *pnm, struct pnm_batch *batch,
 		      unsigned int timeout_ms)
@@ -520,14 +562,14 @@ int pnm_batch_execute(struct pnm_dev *pnm, struct pnm_batch *batch,
 		if (!rc)
 			rc = pnm_queue_submit(q, batch, &next);
 		if (rc)
-			return pnm_batch_abandon(q, batch, rc);
+			return pnm_batch_fail(q, batch, rc);
 	}
 
 	left = wait_for_completion_killable_timeout(&batch->done,
 						    pnm_jiffies_left(deadline));
 	if (left > 0)
 		return READ_ONCE(batch->error);
-	return pnm_batch_abandon(q, batch, left ? -EINTR : -ETIMEDOUT);
+	return pnm_batch_fail(q, batch, left ? -EINTR : -ETIMEDOUT);
 }
 
 /*
@@ -557,9 +599,13 @@ static void pnm_queue_complete(struct pnm_queue *q, u16 slot_idx, u16 status,
 	struct pnm_batch *batch;
 	struct pnm_slot *slot;
 
+	/*
+	 * A completion naming no command in flight is a device fault: it is
+	 * dropped, and the command it was meant for times out.
+	 */
 	if (slot_idx >= pnm->queue_depth) {
-		dev_err_ratelimited(&pnm->dev, "queue %u: completion names slot %u, depth is %u\n",
-				    q->qid, slot_idx, pnm->queue_depth);
+		dev_warn_ratelimited(&pnm->dev, "queue %u: completion names slot %u, depth is %u; ignored\n",
+				     q->qid, slot_idx, pnm->queue_depth);
 		return;
 	}
 
@@ -567,8 +613,8 @@ static void pnm_queue_complete(struct pnm_queue *q, u16 slot_idx, u16 status,
 	slot = &q->slots[slot_idx];
 	if (!slot->busy) {
 		spin_unlock(&q->lock);
-		dev_err_ratelimited(&pnm->dev, "queue %u: completion for idle slot %u\n",
-				    q->qid, slot_idx);
+		dev_warn_ratelimited(&pnm->dev, "queue %u: completion for idle slot %u; ignored\n",
+				     q->qid, slot_idx);
 		return;
 	}
 	batch = slot->batch;
@@ -636,13 +682,62 @@ static unsigned int pnm_queue_poll_locked(struct pnm_queue *q)
  */
 static unsigned int pnm_queue_poll(struct pnm_queue *q)
 {
-	unsigned int n;
+	unsigned int n = 0;
 
 	if (!spin_trylock(&q->cq_lock))
 		return 0;
-	n = pnm_queue_poll_locked(q);
+	/* pnm_recover() rewinds the CQ head: nobody consumes meanwhile. */
+	if (!READ_ONCE(q->pnm->recovering))
+		n = pnm_queue_poll_locked(q);
 	spin_unlock(&q->cq_lock);
 	return n;
+}
+
+static u16 pnm_cqe_phase(struct pnm_queue *q, u32 index)
+{
+	struct pnm_hw_cqe *cqe = &q->cq[index & (q->pnm->queue_depth - 1)];
+
+	return le16_to_cpu(READ_ONCE(cqe->flags)) & PNM_CQE_PHASE;
+}
+
+/*
+ * A CQ entry without the expected phase is normally one the device has not
+ * written yet.  If the entry after it carries the phase expected there, the
+ * device has moved past it: it wrote this one with the wrong phase.  Skip
+ * it, or every later completion of the queue would stay unseen; the command
+ * it was meant for times out.  Called from the poller's health check, so
+ * the extra device reads cost nothing while completions flow.
+ */
+static void pnm_queue_skip_corrupt(struct pnm_queue *q)
+{
+	u32 depth = q->pnm->queue_depth;
+	u16 next_phase;
+	u32 head;
+
+	if (!spin_trylock(&q->cq_lock))
+		return;
+	if (READ_ONCE(q->pnm->recovering))
+		goto out;
+	head = q->cq_head;
+	if (pnm_cqe_phase(q, head) == q->phase)
+		goto out;
+	/* The phase expected at head + 1 flips where the ring wraps. */
+	next_phase = (head + 1) & (depth - 1) ? q->phase : q->phase ^ PNM_CQE_PHASE;
+	if (pnm_cqe_phase(q, head + 1) != next_phase)
+		goto out;
+	/* The device writes entries in order: head is final by now. */
+	rmb();
+	if (pnm_cqe_phase(q, head) == q->phase)
+		goto out;
+	dev_warn_ratelimited(&q->pnm->dev, "queue %u: completion %u (slot %u) has the wrong phase; ignored\n",
+			     q->qid, head,
+			     le16_to_cpu(READ_ONCE(q->cq[head & (depth - 1)].slot)));
+	WRITE_ONCE(q->cq_head, head + 1);
+	if (!(q->cq_head & (depth - 1)))
+		WRITE_ONCE(q->phase, q->phase ^ PNM_CQE_PHASE);
+	WRITE_ONCE(q->db->cq_head, cpu_to_le32(q->cq_head));
+out:
+	spin_unlock(&q->cq_lock);
 }
 
 /**
@@ -676,6 +771,7 @@ static void pnm_heartbeat_rearm(struct pnm_dev *pnm)
 static void pnm_check_health(struct pnm_dev *pnm)
 {
 	unsigned long stalled;
+	unsigned int i;
 	u32 status;
 	u64 beat;
 
@@ -692,6 +788,9 @@ static void pnm_check_health(struct pnm_dev *pnm)
 		return;
 	}
 
+	for (i = 0; i < pnm->nr_queues; i++)
+		pnm_queue_skip_corrupt(&pnm->queues[i]);
+
 	beat = pnm_hw_heartbeat(pnm);
 	if (beat != pnm->heartbeat) {
 		pnm->heartbeat = beat;
@@ -705,6 +804,159 @@ static void pnm_check_health(struct pnm_dev *pnm)
 			atomic_read(&pnm->outstanding));
 		pnm_set_state(pnm, PNM_STATE_DEAD);
 	}
+}
+
+/*
+ * Recovery after a timeout.  A command that does not complete in time on a
+ * device whose heartbeat still advances means the device lost or stalled
+ * on it.  Its slot stays busy, and so would every slot after it once the
+ * ring comes round.  The poller then resets the queues as device-interface
+ * .rst describes (RESET, wait for ENABLED to clear, ENABLE), fails every
+ * command that was in a slot with -EIO, frees the slots and their region
+ * references and serves new commands.  A device whose heartbeat does not
+ * move, or that does not come back from the reset, is dead instead.
+ *
+ * While the queues are reset, pnm->recovering keeps submitters off the
+ * slots (they wait for a free slot, io_uring commands in the software
+ * list) and IOPOLL reapers off the CQs.  Setting it under each queue's
+ * cq_lock means a reaper inside pnm_queue_poll_locked() finishes first.
+ */
+static void pnm_queues_block(struct pnm_dev *pnm, bool block)
+{
+	unsigned int i;
+
+	for (i = 0; i < pnm->nr_queues; i++) {
+		struct pnm_queue *q = &pnm->queues[i];
+
+		spin_lock(&q->cq_lock);
+		spin_lock(&q->lock);
+		WRITE_ONCE(pnm->recovering, block);
+		spin_unlock(&q->lock);
+		spin_unlock(&q->cq_lock);
+	}
+}
+
+/* Whether some busy slot lost its owner, to a timeout or a cancel. */
+static bool pnm_queues_abandoned(struct pnm_dev *pnm)
+{
+	bool abandoned = false;
+	unsigned int i;
+
+	for (i = 0; i < pnm->nr_queues && !abandoned; i++) {
+		struct pnm_queue *q = &pnm->queues[i];
+
+		spin_lock(&q->lock);
+		abandoned = q->nr_abandoned > 0;
+		spin_unlock(&q->lock);
+	}
+	return abandoned;
+}
+
+/*
+ * Fail the owner of every busy slot with @err, free the slots and rewind
+ * the host's queue indices to those of a freshly enabled device.  The
+ * device is reset: it reads no SQ and writes no CQ until the next enable.
+ * Return the number of commands failed or freed.
+ */
+static unsigned int pnm_queues_abort(struct pnm_dev *pnm, int err)
+{
+	struct pnm_region *regions[PNM_CMD_NR_BUFS];
+	unsigned int i, s, nr = 0;
+
+	for (i = 0; i < pnm->nr_queues; i++) {
+		struct pnm_queue *q = &pnm->queues[i];
+
+		for (s = 0; s < pnm->queue_depth; s++) {
+			struct pnm_slot *slot = &q->slots[s];
+
+			spin_lock(&q->lock);
+			if (!slot->busy) {
+				spin_unlock(&q->lock);
+				continue;
+			}
+			pnm_slot_fail(q, slot, err);
+			pnm_slot_clear(q, slot, regions);
+			spin_unlock(&q->lock);
+			atomic_dec(&pnm->outstanding);
+			pnm_regions_put(regions);
+			nr++;
+		}
+
+		spin_lock(&q->cq_lock);
+		spin_lock(&q->lock);
+		q->sq_tail = 0;
+		q->cq_head = 0;
+		q->phase = PNM_CQE_PHASE;
+		spin_unlock(&q->lock);
+		spin_unlock(&q->cq_lock);
+	}
+	return nr;
+}
+
+/* Wait up to PNM_HEARTBEAT_TIMEOUT_MS for the heartbeat to change. */
+static bool pnm_heartbeat_moves(struct pnm_dev *pnm)
+{
+	u64 first = pnm_hw_heartbeat(pnm), beat;
+
+	return !read_poll_timeout(pnm_hw_heartbeat, beat, beat != first,
+				  PNM_RECOVER_POLL_US,
+				  PNM_HEARTBEAT_TIMEOUT_MS * USEC_PER_MSEC,
+				  false, pnm);
+}
+
+static void pnm_recover(struct pnm_dev *pnm)
+{
+	unsigned int i, nr;
+	int rc;
+
+	if (READ_ONCE(pnm->state) != PNM_STATE_LIVE ||
+	    !pnm_queues_abandoned(pnm))
+		return;
+	if (!pnm_heartbeat_moves(pnm)) {
+		dev_err(&pnm->dev, "command timed out and the heartbeat is stuck at %llu; failing %d commands outstanding\n",
+			pnm_hw_heartbeat(pnm), atomic_read(&pnm->outstanding));
+		pnm_set_state(pnm, PNM_STATE_DEAD);
+		return;
+	}
+
+	pnm_queues_block(pnm, true);
+	rc = pnm_hw_reset(pnm);
+	if (!rc) {
+		nr = pnm_queues_abort(pnm, -EIO);
+		rc = pnm_hw_enable(pnm);
+	}
+	if (rc) {
+		dev_err(&pnm->dev, "queue reset after a timeout failed (%pe); device dead\n",
+			ERR_PTR(rc));
+		pnm_set_state(pnm, PNM_STATE_DEAD);
+	} else {
+		atomic64_inc(&pnm->resets);
+		dev_warn(&pnm->dev, "command timed out: queues reset, %u commands in flight failed\n",
+			 nr);
+	}
+	pnm_queues_block(pnm, false);
+
+	for (i = 0; i < pnm->nr_queues; i++) {
+		pnm_queue_refill(&pnm->queues[i]);
+		wake_up_all(&pnm->queues[i].slot_wait);
+	}
+	pnm_heartbeat_rearm(pnm);
+}
+
+static bool pnm_recover_pending(struct pnm_dev *pnm)
+{
+	return atomic_read(&pnm->recover_requested) !=
+	       atomic_read(&pnm->recover_done);
+}
+
+/* Serve every recovery asked for so far, then wake their waiters. */
+static void pnm_recover_serve(struct pnm_dev *pnm)
+{
+	int target = atomic_read(&pnm->recover_requested);
+
+	pnm_recover(pnm);
+	atomic_set(&pnm->recover_done, target);
+	wake_up_all(&pnm->recover_wait);
 }
 
 static bool pnm_poll_needed(struct pnm_dev *pnm)
@@ -734,9 +986,14 @@ static int pnm_poll_thread(void *data)
 	while (!kthread_should_stop()) {
 		unsigned int i, n = 0;
 
+		if (pnm_recover_pending(pnm)) {
+			pnm_recover_serve(pnm);
+			continue;
+		}
 		if (!pnm_poll_needed(pnm)) {
 			wait_event_interruptible(pnm->poll_wait,
 						 pnm_poll_needed(pnm) ||
+						 pnm_recover_pending(pnm) ||
 						 kthread_should_stop());
 			pnm_heartbeat_rearm(pnm);
 			idle_rounds = 0;

@@ -93,6 +93,14 @@ static ssize_t cmds_timed_out_show(struct device *dev,
 }
 static DEVICE_ATTR_RO(cmds_timed_out);
 
+/* Queue resets that brought the device back after a command timed out. */
+static ssize_t resets_show(struct device *dev, struct device_attribute *attr,
+			   char *buf)
+{
+	return pnm_emit_u64(buf, atomic64_read(&to_pnm_dev(dev)->resets));
+}
+static DEVICE_ATTR_RO(resets);
+
 static ssize_t state_show(struct device *dev, struct device_attribute *attr,
 			  char *buf)
 {
@@ -113,6 +121,7 @@ static struct attribute *pnm_attrs[] = {
 	&dev_attr_cmds_completed.attr,
 	&dev_attr_cmds_failed.attr,
 	&dev_attr_cmds_timed_out.attr,
+	&dev_attr_resets.attr,
 	NULL
 };
 
@@ -130,9 +139,11 @@ static int pnm_queues_show(struct seq_file *m, void *unused)
 	struct pnm_dev *pnm = m->private;
 	unsigned int i;
 
-	seq_printf(m, "state %s outstanding %d heartbeat %llu\n",
+	seq_printf(m, "state %s outstanding %d heartbeat %llu resets %lld%s\n",
 		   pnm_state_names[READ_ONCE(pnm->state)],
-		   atomic_read(&pnm->outstanding), pnm_hw_heartbeat(pnm));
+		   atomic_read(&pnm->outstanding), pnm_hw_heartbeat(pnm),
+		   atomic64_read(&pnm->resets),
+		   READ_ONCE(pnm->recovering) ? " recovering" : "");
 	seq_puts(m, "queue sq_tail cq_head phase busy abandoned pending\n");
 	for (i = 0; i < pnm->nr_queues; i++) {
 		struct pnm_queue *q = &pnm->queues[i];

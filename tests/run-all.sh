@@ -4,8 +4,9 @@
 # Run every test program of the CXL-PNM stack and count TAP results.
 #
 # Host programs: $TESTBIN/host/* and their sanitizer builds in
-# $BUILD/san/tests/host/*. Guest programs: $BUILD/guest/tests/*, run in one
-# VM boot (qemu/pnm-vm) as /pnm/tests/*.
+# $BUILD/san/tests/host/*. Guest programs: $BUILD/guest/tests/*, then
+# $BUILD/guest/faults/*, run in one VM boot (qemu/pnm-vm) as /pnm/tests/*
+# and /pnm/faults/*; the guest's kernel log is checked last (dmesg_clean).
 #
 # Counting: "ok N ..." passed, "ok N ... # SKIP" skipped, "not ok N ..."
 # failed. A program that exits non-zero without a "not ok" line, dies of a
@@ -117,13 +118,17 @@ is_kselftest() {
 	[ -f "$TOP/tests/kselftest/$1.c" ]
 }
 
-# Guest-side script: runs every program of /pnm/tests between marker lines.
-# If any failed, it prints the kernel's warnings and errors logged since the
+# Guest-side script: runs every program of /pnm/tests, then those of
+# /pnm/faults (they kill a device and unload cxl_pnm, so they come last),
+# between marker lines.  Then the pseudo-test dmesg_clean fails if the
+# kernel logged a warning splat, BUG, oops, lockdep, KASAN or UBSAN report
+# or a hung task during the run, and prints those lines.  If any program
+# failed, it also prints the kernel's warnings and errors logged since the
 # tests started (the boot's own warnings are always there and say nothing).
 guest_script='
 failed=0
 boot_lines=$(dmesg | wc -l)
-for t in /pnm/tests/*; do
+for t in /pnm/tests/* /pnm/faults/*; do
 	[ -f "$t" ] && [ -x "$t" ] || continue
 	echo "pnm-test: begin ${t##*/}"
 	timeout '"$GUEST_TEST_TIMEOUT"' "$t" </dev/null 2>&1
@@ -131,6 +136,18 @@ for t in /pnm/tests/*; do
 	echo "pnm-test: end ${t##*/} status $status"
 	[ "$status" = 0 ] || failed=1
 done
+echo "pnm-test: begin dmesg_clean"
+bad=$(dmesg | grep -E "WARNING:|BUG:|Oops|lockdep|INFO: possible|general protection|KASAN:|UBSAN:|blocked for more than")
+status=0
+if [ -n "$bad" ]; then
+	echo "$bad" | sed "s/^/# /"
+	echo "not ok 1 dmesg_clean"
+	status=1
+	failed=1
+else
+	echo "ok 1 dmesg_clean"
+fi
+echo "pnm-test: end dmesg_clean status $status"
 if [ "$failed" = 1 ]; then
 	echo "pnm-test: kernel log"
 	dmesg -r | tail -n +$((boot_lines + 1)) | grep "^<[0-4]>" | tail -n 60

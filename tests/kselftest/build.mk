@@ -50,3 +50,6 @@ kselftest: userspace module
 
 kselftest-clean:
 	rm -f $(KSELFTEST_PROGS)
+
+# The VM reliability tests share this fragment's flags and harness check.
+-include $(TOP)/tests/vm/build.mk

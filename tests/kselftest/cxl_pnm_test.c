@@ -527,6 +527,122 @@ TEST_F(cxl_pnm, region_of_other_file)
 	close(other);
 }
 
+/*
+ * Handle 0 means "no buffer" in a command, so it is never a region's
+ * handle, not even after a REGION_FREE of handle 0 (which once marked
+ * index 0 free in the handle table).
+ */
+TEST_F(cxl_pnm, region_handle_never_zero)
+{
+	struct cxl_pnm_region_alloc ra[3];
+	unsigned int i;
+
+	EXPECT_ERRNO(ENOENT, pnm_region_free(self->fd, 0));
+	for (i = 0; i < 3; i++) {
+		region_alloc(self->fd, PNM_PAGE, &ra[i]);
+		EXPECT_NE(0, ra[i].handle);
+		/* Emptying the table and freeing 0 again changes nothing. */
+		EXPECT_ERRNO(ENOENT, pnm_region_free(self->fd, 0));
+	}
+	for (i = 0; i < 3; i++) {
+		region_free(self->fd, ra[i].handle);
+	}
+	EXPECT_ERRNO(ENOENT, pnm_region_free(self->fd, 0));
+	region_alloc(self->fd, PNM_PAGE, &ra[0]);
+	EXPECT_NE(0, ra[0].handle);
+	region_free(self->fd, ra[0].handle);
+}
+
+/*
+ * Another process's regions are out of reach too: its handle is unknown to
+ * this file (SUBMIT and REGION_FREE fail with ENOENT) and its mmap offset
+ * maps nothing (ENXIO), even while it maps and uses the region.
+ */
+TEST_F(cxl_pnm, region_of_other_process)
+{
+	struct cxl_pnm_region_alloc theirs;
+	struct cxl_pnm_result result;
+	struct cxl_pnm_cmd cmd;
+	int to_parent[2], to_child[2], status;
+	char go = 0;
+	pid_t pid;
+
+	ASSERT_EQ(0, pipe(to_parent));
+	ASSERT_EQ(0, pipe(to_child));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		struct cxl_pnm_region_alloc ra;
+		int fd = pnm_open();
+		void *map;
+
+		if (fd < 0 || pnm_region_alloc(fd, 2 * PNM_PAGE, &ra))
+			_exit(2);
+		map = pnm_mmap(fd, ra.size, ra.mmap_offset, MAP_SHARED);
+		if (map == MAP_FAILED)
+			_exit(3);
+		memset(map, 0x3c, ra.size);
+		if (write(to_parent[1], &ra, sizeof(ra)) != sizeof(ra) ||
+		    read(to_child[0], &go, 1) != 1)
+			_exit(4);
+		/* Untouched by the parent's attempts. */
+		_exit(((unsigned char *)map)[ra.size - 1] == 0x3c ? 0 : 5);
+	}
+	ASSERT_EQ(sizeof(theirs), read(to_parent[0], &theirs,
+				       sizeof(theirs)));
+
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.opcode = CXL_PNM_OP_NOP;
+	cmd.in = (struct cxl_pnm_buf){ .handle = theirs.handle,
+				       .length = PNM_PAGE };
+	EXPECT_ERRNO(ENOENT, pnm_submit(self->fd, &cmd, &result, 1));
+	EXPECT_ERRNO(ENOENT, pnm_region_free(self->fd, theirs.handle));
+	EXPECT_ERRNO(ENXIO, pnm_mmap(self->fd, PNM_PAGE, theirs.mmap_offset,
+				     MAP_SHARED));
+	EXPECT_ERRNO(ENXIO, pnm_mmap(self->fd, theirs.size,
+				     theirs.mmap_offset, MAP_SHARED));
+
+	ASSERT_EQ(1, write(to_child[1], &go, 1));
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		TH_LOG("child status %#x", status);
+	close(to_parent[0]);
+	close(to_parent[1]);
+	close(to_child[0]);
+	close(to_child[1]);
+}
+
+/*
+ * The mmap offset space is the KV area alone, so the control block,
+ * doorbells and queues have no offset at all: any offset past the KV area
+ * is in no region of this file.  (Offsets within a page of 2^64 fail in
+ * mm with EOVERFLOW before the driver sees them.)
+ */
+TEST_F(cxl_pnm, map_outside_kv_area)
+{
+	const uint64_t offsets[] = {
+		self->info.kv_size,
+		self->info.kv_size + PNM_PAGE,
+		1ULL << 40,
+		1ULL << 62,
+		1ULL << 63,
+	};
+	struct cxl_pnm_region_alloc ra;
+	unsigned int i;
+
+	region_alloc(self->fd, PNM_PAGE, &ra);
+	for (i = 0; i < sizeof(offsets) / sizeof(offsets[0]); i++) {
+		EXPECT_ERRNO(ENXIO, pnm_mmap(self->fd, PNM_PAGE, offsets[i],
+					     MAP_SHARED))
+			TH_LOG("offset %#llx", (unsigned long long)offsets[i]);
+	}
+	/* Offset 0 is the KV area's first page, not the control block. */
+	if (ra.mmap_offset) {
+		EXPECT_ERRNO(ENXIO, pnm_mmap(self->fd, PNM_PAGE, 0, MAP_SHARED));
+	}
+	region_free(self->fd, ra.handle);
+}
+
 /* A closed file's regions return once their mappings are gone. */
 TEST_F(cxl_pnm, close_with_mappings)
 {

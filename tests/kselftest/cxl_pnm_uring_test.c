@@ -493,6 +493,33 @@ TEST_F(uring, bad_operands)
 #undef EXPECT_REJECTED
 }
 
+/* A region of another open file is unknown to this one: ENOENT. */
+TEST_F(uring, region_of_other_file)
+{
+	struct cxl_pnm_region_alloc theirs = { .size = 4096 };
+	struct cxl_pnm_cmd cmd = nop_cmd();
+	uint64_t res2 = 1;
+	int mine, other;
+
+	/* A fresh file of our own, with no region at all. */
+	mine = open(pnm_dev_path(), O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, mine);
+	other = open(pnm_dev_path(), O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, other);
+	ASSERT_EQ(0, ioctl(other, CXL_PNM_IOC_REGION_ALLOC, &theirs));
+	cmd.in = buf_at(theirs.handle, 0, 64);
+	EXPECT_EQ(-ENOENT, run_one(&self->ring, mine,
+				   CXL_PNM_URING_CMD_SUBMIT, &cmd,
+				   sizeof(cmd), &res2));
+	EXPECT_EQ(0, res2);
+	/* The owner's ring may use it. */
+	EXPECT_EQ(0, run_one(&self->ring, other, CXL_PNM_URING_CMD_SUBMIT,
+			     &cmd, sizeof(cmd), &res2));
+	EXPECT_EQ(CXL_PNM_STATUS_OK, CXL_PNM_URING_RESULT_STATUS(res2));
+	close(other);
+	close(mine);
+}
+
 TEST_F(uring, nop)
 {
 	struct cxl_pnm_cmd cmd = nop_cmd();
