@@ -120,8 +120,10 @@ static void kv_sizes(const struct perf_shape *s, const struct perf_workload *w,
  * Device time of one SELECT_ATTEND over a stream, counted as the device
  * model counts it (qemu/pnm_exec.c): the page table, the query and the
  * exclusion list, the digests of the candidate pages, and the K and V rows
- * of the attended tokens; 4 operations per query element per scored page
- * and per attended token.  Then qemu/pnm_timing.c turns that into time.
+ * of the attended tokens; 4 operations per channel per scored page (after
+ * summing the group's positive and negative query parts once) and 4 per
+ * query element per attended token.  Then qemu/pnm_timing.c turns that
+ * into time.
  */
 static double select_attend_s(const struct perf_shape *s,
 			      const struct perf_hw *hw,
@@ -140,7 +142,7 @@ static double select_attend_s(const struct perf_shape *s,
 	double bytes = 4.0 * kv->pages + 4.0 * query_floats + 4.0 * excluded +
 		       candidates * kv->digest +
 		       2.0 * tokens * s->head_dim * w->kv_bytes;
-	double flops = 4.0 * query_floats * candidates +
+	double flops = 2.0 * query_floats + 4.0 * s->head_dim * candidates +
 		       4.0 * tokens * query_floats;
 
 	return pnm_timing_ns(&t, (uint64_t)bytes, (uint64_t)flops) * 1e-9;
