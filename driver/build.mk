@@ -15,9 +15,8 @@
 DRIVER_TREE := $(BUILD)/kbuild
 DRIVER_FILES := $(sort $(wildcard $(TOP)/driver/*.c $(TOP)/driver/*.h)) \
 	$(TOP)/driver/Kbuild
-# cxl_pnm_hw.h is shared with userspace, which has no BIT(): checkpatch
-# --strict would ask for it.
-DRIVER_LINT_FILES := $(filter-out %/cxl_pnm_hw.h,$(filter %.c %.h,$(DRIVER_FILES)))
+# The user ABI header is kernel code too.
+DRIVER_LINT_FILES := $(filter %.c %.h,$(DRIVER_FILES)) $(TOP)/uapi/linux/cxl_pnm.h
 DRIVER_KMAKE = $(MAKE) -C $(KDIR) M=$(DRIVER_TREE) CXL_PNM_KSRC=$(KSRC)
 
 .PHONY: module driver-tree driver-lint driver-clean
