@@ -17,7 +17,7 @@
 #
 # Environment: BUILD, TESTBIN, HOST_TEST_TIMEOUT (s, default 600),
 # GUEST_TEST_TIMEOUT (s, default 900), VM_TIMEOUT (s, default 2700),
-# VM_DEVICES (default 2), VERBOSE=1 to print every program's full output.
+# VM_DEVICES (default 4), VERBOSE=1 to print every program's full output.
 
 set -uo pipefail
 
@@ -27,7 +27,7 @@ TESTBIN=${TESTBIN:-$BUILD/tests}
 HOST_TEST_TIMEOUT=${HOST_TEST_TIMEOUT:-600}
 GUEST_TEST_TIMEOUT=${GUEST_TEST_TIMEOUT:-900}
 VM_TIMEOUT=${VM_TIMEOUT:-2700}
-VM_DEVICES=${VM_DEVICES:-2}
+VM_DEVICES=${VM_DEVICES:-4}
 VERBOSE=${VERBOSE:-0}
 readonly KSFT_SKIP=4
 

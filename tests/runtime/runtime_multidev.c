@@ -8,8 +8,8 @@
  *   runtime_multidev [N] [harness options]
  *
  * N (1 to 4) is the number of devices the test needs: it fails, it does
- * not skip, when fewer device nodes exist.  Without N it uses every
- * device node present (and skips when there is none).
+ * not skip, when fewer device nodes exist.  Without N it decodes over 1,
+ * 2, ... up to every device node present (and skips when there is none).
  *
  * Every access to CXL memory is emulated in the VM, so shapes stay small.
  */
@@ -105,27 +105,37 @@ FIXTURE_TEARDOWN(multi)
 		pnm_close(self->devs[i]);
 }
 
-TEST_F(multi, decode_matches_reference)
+/* Decode over the first @n_devs devices and check every result. */
+static void decode_on(struct __test_metadata *_metadata,
+		      FIXTURE_DATA(multi) *self,
+		      const FIXTURE_VARIANT(multi) *variant,
+		      unsigned int n_devs)
 {
 	struct kvcache_device_stats st;
 	struct kvcache_png_stats png;
 	unsigned int i;
 
-	ASSERT_EQ(0, dc_setup_multi(&self->run, self->devs, self->n_devs, 51))
-		TH_LOG("%s", pnm_last_error());
-	ASSERT_EQ(0, dc_fill(&self->run, 250)) TH_LOG("%s", pnm_last_error());
-	ASSERT_EQ(0, dc_decode(&self->run, 6, 96)) TH_LOG("%s", pnm_last_error());
+	ASSERT_EQ(0, dc_setup_multi(&self->run, self->devs, n_devs, 51))
+		TH_LOG("%u devices: %s", n_devs, pnm_last_error());
+	ASSERT_EQ(0, dc_fill(&self->run, 250))
+		TH_LOG("%u devices: %s", n_devs, pnm_last_error());
+	ASSERT_EQ(0, dc_decode(&self->run, 6, 96))
+		TH_LOG("%u devices: %s", n_devs, pnm_last_error());
 	ASSERT_EQ(0, dc_check_digests(&self->run));
 
 	EXPECT_EQ(6 * 4 * 4, self->run.counts.streams);
-	EXPECT_EQ(0, self->run.counts.selection_mismatches);
-	EXPECT_EQ(0, self->run.counts.output_mismatches);
-	EXPECT_EQ(0, self->run.counts.digest_mismatches);
-	for (i = 0; i < self->n_devs; i++) {
+	EXPECT_EQ(0, self->run.counts.selection_mismatches)
+		TH_LOG("%u devices", n_devs);
+	EXPECT_EQ(0, self->run.counts.output_mismatches)
+		TH_LOG("%u devices", n_devs);
+	EXPECT_EQ(0, self->run.counts.digest_mismatches)
+		TH_LOG("%u devices", n_devs);
+	for (i = 0; i < n_devs; i++) {
 		ASSERT_EQ(0, kvcache_device_stats(self->run.cache, i, &st));
-		EXPECT_NE(0, st.commands) TH_LOG("device %u did no work", i);
-		TH_LOG("device %u: %u stream parts, %llu commands, %llu pages scanned, %llu selected, %.3f ms",
-		       i, st.streams, (unsigned long long)st.commands,
+		EXPECT_NE(0, st.commands)
+			TH_LOG("device %u of %u did no work", i, n_devs);
+		TH_LOG("device %u of %u: %u stream parts, %llu commands, %llu pages scanned, %llu selected, %.3f ms",
+		       i, n_devs, st.streams, (unsigned long long)st.commands,
 		       (unsigned long long)st.pages_scanned,
 		       (unsigned long long)st.pages_selected, st.device_ns * 1e-6);
 	}
@@ -134,8 +144,24 @@ TEST_F(multi, decode_matches_reference)
 		EXPECT_LT(0, png.host_hits);
 		TH_LOG("PnG-KV: hit rate %.2f", (double)png.host_hits / png.pages_attended);
 	}
-	TH_LOG("%u devices; max error: out %.3g, lse %.3g", self->n_devs,
+	TH_LOG("%u devices; max error: out %.3g, lse %.3g", n_devs,
 	       self->run.counts.max_out_err, self->run.counts.max_lse_err);
+}
+
+/*
+ * Every device count from 1 up to the devices used, so one VM with four
+ * devices exercises counts 1 to 4 under each policy; with N given, N only.
+ */
+TEST_F(multi, decode_matches_reference)
+{
+	struct kvcache_config cfg = self->run.cfg;
+	unsigned int n;
+
+	for (n = requested ? requested : 1; n <= self->n_devs; n++) {
+		self->run.cfg = cfg;
+		decode_on(_metadata, self, variant, n);
+		dc_teardown(&self->run);
+	}
 }
 
 /* An optional leading device count, then the harness's own options. */
