@@ -8,8 +8,9 @@
  * as (region handle, offset, length).  The driver resolves every such buffer
  * to device memory the caller owns before the device sees it.
  *
- * All structures have fixed sizes, checked by the kselftests; fields marked
- * reserved must be zero and are rejected with EINVAL otherwise.
+ * All structures have fixed sizes, checked by the kselftests.  Reserved
+ * fields of input structures must be zero and are rejected with EINVAL
+ * otherwise; the driver zeroes those of output structures.
  */
 #ifndef _UAPI_LINUX_CXL_PNM_H
 #define _UAPI_LINUX_CXL_PNM_H
@@ -185,8 +186,10 @@ struct cxl_pnm_result {
  * Every command is validated before any is submitted; the first invalid one
  * fails the call with EINVAL (bad field or buffer outside its region) or
  * ENOENT (unknown region handle).  Once submitted, each command's outcome is
- * in its result, and the call returns 0, or ETIMEDOUT if the batch did not
- * complete in time.
+ * in its result, and the call returns 0; or ETIMEDOUT if the batch did not
+ * complete in time, EIO if the device died or its queues were reset after
+ * a timeout, ENODEV if it was removed, EINTR on a fatal signal.
+ * Documentation/uapi.rst lists every errno.
  */
 struct cxl_pnm_submit {
 	__u64 cmds;
@@ -222,7 +225,9 @@ struct cxl_pnm_submit {
  *                    EINVAL, ENOENT (as CXL_PNM_IOC_SUBMIT), ENOTTY
  *                    (unknown cmd_op), EOPNOTSUPP (ring without SQE128 and
  *                    CQE32), ECANCELED (the ring or task went away), EIO
- *                    (dead device), ENODEV (device removed), ENOMEM
+ *                    (dead device, queues reset after a timeout, or a
+ *                    count the result cannot hold), ENODEV (device
+ *                    removed), ENOMEM
  *   cqe->big_cqe[0]  when res is 0, the struct cxl_pnm_result packed by
  *                    CXL_PNM_URING_RESULT_*() below
  *   cqe->big_cqe[1]  zero
@@ -230,8 +235,9 @@ struct cxl_pnm_submit {
  * The result is packed into one 64-bit word because the 6.12 kernel's
  * io_uring_cmd_done() passes a single value to the big CQE and clears the
  * second.  Every field fits: status is a CXL_PNM_STATUS_* value, count is
- * at most k (a __u16), and device_ns saturates at 2^32 - 1 ns (4.29 s, far
- * beyond any command under the timing model of device-interface.rst).
+ * at most k (a __u16; a larger one fails the command with EIO), and
+ * device_ns saturates at 2^32 - 1 ns (4.29 s, far beyond any command under
+ * the timing model of device-interface.rst).
  */
 #define CXL_PNM_URING_CMD_SUBMIT _IOW(CXL_PNM_IOC_MAGIC, 0x48, struct cxl_pnm_cmd)
 
