@@ -202,6 +202,8 @@ PNM_SIMD_FN vf vf_sum16(const vf v[16])
 	return vf_pair(pnm_sum8(lo), pnm_sum8(hi));
 }
 
+/* Value blocks a pass holds: 4 heads x 2 ymm accumulators. */
+#define PNM_SIMD_VBLOCK 1
 #define PNM_SIMD_NAME "avx2"
 #include "pnm_kernels_simd.h"
 

@@ -125,6 +125,8 @@ PNM_SIMD_FN vf vf_sum16(const vf v[16])
 			     _mm512_shuffle_f32x4(z[0], z[1], 0xdd));
 }
 
+/* Value blocks a pass holds: 4 heads x 4 zmm accumulators. */
+#define PNM_SIMD_VBLOCK 4
 #define PNM_SIMD_NAME "avx512"
 #include "pnm_kernels_simd.h"
 

@@ -10,7 +10,8 @@
  * SELECT_ATTEND and dense attention over every page, on one compute unit
  * and on all of them, beside a streaming read kernel (the machine's
  * limit), the timing model's device time and a numpy version
- * (tools/bench_numpy.py).  Documentation/accelerator-performance.rst
+ * (tools/bench_numpy.py).  --hugepages puts device memory in anonymous
+ * memory backed by transparent huge pages instead (no numpy then).  Documentation/accelerator-performance.rst
  * explains the table.
  */
 #include <errno.h>
@@ -53,6 +54,7 @@ struct bench {
 	const char *plot;
 	const char *kernels_name;
 	bool numpy;
+	bool hugepages;			/* anonymous memory, MADV_HUGEPAGE */
 	uint32_t contexts[MAX_CONTEXTS];
 	unsigned int n_contexts;
 
@@ -67,6 +69,7 @@ struct bench {
 	uint64_t pool, pool_len, table, in, out;	/* DPAs */
 	struct pnm_timing timing;
 	double read_bw[2];		/* GB/s: one core, all cores */
+	double scatter_bw;		/* GB/s: one core, ATTEND's 128 pages */
 	FILE *csv_file;
 };
 
@@ -171,6 +174,41 @@ static double measure_read(struct bench *b, struct pnm_units *u, unsigned int n)
 	return median(v, 9);
 }
 
+/*
+ * GB/s of one core reading what ATTEND reads at the longest context: the
+ * key and value rows of BUDGET_PAGES pages spread over the pool, each
+ * slot prefetched two slots ahead.  Scattered 8 KiB slots defeat the
+ * hardware prefetchers a stream enjoys, so this is the practical limit of
+ * one ATTEND unit, below read/1u.
+ */
+static double measure_scattered(struct bench *b)
+{
+	uint64_t span = b->n_slots / BUDGET_PAGES, bytes = BUDGET_PAGES * b->slot_bytes;
+	uint64_t sink = 0;
+	double v[9];
+	unsigned int r, i;
+
+	for (r = 0; r < 9; r++) {
+		const uint8_t *base = b->mem + b->pool + (r % span) * b->slot_bytes;
+		double t0 = now_s();
+
+		for (i = 0; i < BUDGET_PAGES; i++) {
+			const uint8_t *slot = base + i * span * b->slot_bytes;
+			uint64_t off;
+
+			if (i + 2 < BUDGET_PAGES)
+				for (off = 0; off < b->slot_bytes; off += 64)
+					__builtin_prefetch(slot + 2 * span * b->slot_bytes + off, 0, 2);
+			sink ^= __builtin_cpu_supports("avx2") ? read_avx2(slot, b->slot_bytes) :
+								 read_plain(slot, b->slot_bytes);
+		}
+		v[r] = bytes / (now_s() - t0) / 1e9;
+	}
+	if (sink == 0x1234)	/* keeps the loads */
+		fputc(' ', stderr);
+	return median(v, 9);
+}
+
 /* ---- device memory ---------------------------------------------------- */
 
 static uint64_t align_up(uint64_t x, uint64_t a)
@@ -202,6 +240,19 @@ static int bench_map(struct bench *b)
 		return -EINVAL;
 	}
 
+	if (b->hugepages) {
+		b->mem = mmap(NULL, b->mem_size, PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (b->mem == MAP_FAILED) {
+			fprintf(stderr, "pnm-bench-kernels: map %llu bytes: %s\n",
+				(unsigned long long)b->mem_size, strerror(errno));
+			return -errno;
+		}
+		/* Advice only: without THP the run goes on with 4 KiB pages. */
+		if (madvise(b->mem, b->mem_size, MADV_HUGEPAGE))
+			fprintf(stderr, "pnm-bench-kernels: MADV_HUGEPAGE: %s\n", strerror(errno));
+		return 0;
+	}
 	snprintf(b->path, sizeof(b->path), "/dev/shm/pnm-bench-%d", (int)getpid());
 	b->fd = open(b->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (b->fd < 0 || ftruncate(b->fd, b->mem_size)) {
@@ -482,12 +533,14 @@ static int bench_run(struct bench *b)
 
 	b->read_bw[0] = measure_read(b, one, 1);
 	b->read_bw[1] = measure_read(b, b->units, pnm_units_count(b->units));
+	b->scatter_bw = measure_scattered(b);
 	if (b->numpy)
 		run_numpy(b, np_seconds);
 
-	printf("# kernels %s, %u units; head_dim %u, bf16, %u-token pages, group %u, budget %u tokens\n",
+	printf("# kernels %s, %u units; head_dim %u, bf16, %u-token pages, group %u, budget %u tokens;\n"
+	       "# device memory: %s\n",
 	       b->kern->name, pnm_units_count(b->units), HEAD_DIM, PAGE_TOKENS, GROUP,
-	       BUDGET_TOKENS);
+	       BUDGET_TOKENS, b->hugepages ? "anonymous, MADV_HUGEPAGE" : "/dev/shm file, 4 KiB pages");
 	printf("# time in us; GB/s of device memory read; ratio to the read bandwidth of as\n"
 	       "# many cores; dense: speedup of SELECT_ATTEND over dense attention, beside\n"
 	       "# its bound (bytes dense reads / bytes SELECT_ATTEND reads); modeled: the\n"
@@ -501,6 +554,9 @@ static int bench_run(struct bench *b)
 				    .gbps = b->read_bw[0], .ratio = 1 }, NULL);
 	print_row(b, &(struct row){ .kernel = "read/all", .seconds = b->pool_len / b->read_bw[1] / 1e9,
 				    .gbps = b->read_bw[1], .ratio = 1 }, NULL);
+	print_row(b, &(struct row){ .kernel = "read/scattered", .seconds = BUDGET_PAGES *
+					b->slot_bytes / b->scatter_bw / 1e9,
+				    .gbps = b->scatter_bw, .ratio = b->scatter_bw / b->read_bw[0] }, NULL);
 
 	for (i = 0; i < b->n_contexts && !ret; i++) {
 		uint32_t ctx = b->contexts[i], n_pages = ctx / PAGE_TOKENS;
@@ -582,6 +638,8 @@ static void usage(FILE *out)
 		"  --csv FILE         write the table as CSV\n"
 		"  --plot FILE        write a PNG of time against context length\n"
 		"  --no-numpy         skip the numpy comparison\n"
+		"  --hugepages        device memory in anonymous memory with MADV_HUGEPAGE\n"
+		"                     instead of a /dev/shm file (implies --no-numpy)\n"
 		"  -h, --help         show this help\n", PAGE_TOKENS);
 }
 
@@ -617,6 +675,7 @@ static int parse_options(struct bench *b, int argc, char **argv)
 		{ "csv", required_argument, NULL, 'o' },
 		{ "plot", required_argument, NULL, 'p' },
 		{ "no-numpy", no_argument, NULL, 'n' },
+		{ "hugepages", no_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -660,6 +719,10 @@ static int parse_options(struct bench *b, int argc, char **argv)
 			break;
 		case 'n':
 			b->numpy = false;
+			break;
+		case 'H':
+			b->hugepages = true;
+			b->numpy = false;	/* numpy maps the /dev/shm file */
 			break;
 		case 'h':
 			usage(stdout);
