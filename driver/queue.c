@@ -179,6 +179,36 @@ void pnm_set_state(struct pnm_dev *pnm, enum pnm_state state)
 	wake_up_all(&pnm->recover_wait);
 }
 
+/*
+ * Free every busy slot of @q and drop its region references, failing the
+ * slot's owner with @err first unless @err is 0.  Only for a reset queue,
+ * which the device no longer reads or writes.  Return the slots freed.
+ */
+static unsigned int pnm_queue_free_busy(struct pnm_queue *q, int err)
+{
+	struct pnm_region *regions[PNM_CMD_NR_BUFS];
+	struct pnm_dev *pnm = q->pnm;
+	unsigned int s, nr = 0;
+
+	for (s = 0; s < pnm->queue_depth; s++) {
+		struct pnm_slot *slot = &q->slots[s];
+
+		spin_lock(&q->lock);
+		if (!slot->busy) {
+			spin_unlock(&q->lock);
+			continue;
+		}
+		if (err)
+			pnm_slot_fail(q, slot, err);
+		pnm_slot_clear(q, slot, regions);
+		spin_unlock(&q->lock);
+		atomic_dec(&pnm->outstanding);
+		pnm_regions_put(regions);
+		nr++;
+	}
+	return nr;
+}
+
 /**
  * pnm_queues_release() - free every busy slot after a device reset
  * @pnm: device whose poller has stopped and whose queues are reset
@@ -188,26 +218,10 @@ void pnm_set_state(struct pnm_dev *pnm, enum pnm_state state)
  */
 void pnm_queues_release(struct pnm_dev *pnm)
 {
-	struct pnm_region *regions[PNM_CMD_NR_BUFS];
-	unsigned int i, s;
+	unsigned int i;
 
-	for (i = 0; i < pnm->nr_queues; i++) {
-		struct pnm_queue *q = &pnm->queues[i];
-
-		for (s = 0; s < pnm->queue_depth; s++) {
-			struct pnm_slot *slot = &q->slots[s];
-
-			spin_lock(&q->lock);
-			if (!slot->busy) {
-				spin_unlock(&q->lock);
-				continue;
-			}
-			pnm_slot_clear(q, slot, regions);
-			spin_unlock(&q->lock);
-			atomic_dec(&pnm->outstanding);
-			pnm_regions_put(regions);
-		}
-	}
+	for (i = 0; i < pnm->nr_queues; i++)
+		pnm_queue_free_busy(&pnm->queues[i], 0);
 }
 
 /*
@@ -860,27 +874,12 @@ static bool pnm_queues_abandoned(struct pnm_dev *pnm)
  */
 static unsigned int pnm_queues_abort(struct pnm_dev *pnm, int err)
 {
-	struct pnm_region *regions[PNM_CMD_NR_BUFS];
-	unsigned int i, s, nr = 0;
+	unsigned int i, nr = 0;
 
 	for (i = 0; i < pnm->nr_queues; i++) {
 		struct pnm_queue *q = &pnm->queues[i];
 
-		for (s = 0; s < pnm->queue_depth; s++) {
-			struct pnm_slot *slot = &q->slots[s];
-
-			spin_lock(&q->lock);
-			if (!slot->busy) {
-				spin_unlock(&q->lock);
-				continue;
-			}
-			pnm_slot_fail(q, slot, err);
-			pnm_slot_clear(q, slot, regions);
-			spin_unlock(&q->lock);
-			atomic_dec(&pnm->outstanding);
-			pnm_regions_put(regions);
-			nr++;
-		}
+		nr += pnm_queue_free_busy(q, err);
 
 		spin_lock(&q->cq_lock);
 		spin_lock(&q->lock);

@@ -11,16 +11,16 @@ TOOLS_ACCURACY_SRC := $(TOP)/tools/pnm-accuracy.c
 tools: $(BIN)/pnm-demo $(BUILD)/guest/bin/pnm-demo $(BIN)/pnm-accuracy
 userspace: tools
 
-$(BIN)/pnm-demo: $(TOOLS_DEMO_SRC) $(LIBPNM_A) $(RUNTIME_HDRS)
+$(BIN)/pnm-demo: $(TOOLS_DEMO_SRC) $(TOP)/tools/cli.h $(LIBPNM_A) $(RUNTIME_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_COMMON) -o $@ $< $(LIBPNM_A) $(LIBPNM_LDLIBS)
 
-$(BUILD)/guest/bin/pnm-demo: $(TOOLS_DEMO_SRC) $(LIBPNM_A) $(RUNTIME_HDRS)
+$(BUILD)/guest/bin/pnm-demo: $(TOOLS_DEMO_SRC) $(TOP)/tools/cli.h $(LIBPNM_A) $(RUNTIME_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_COMMON) -static -o $@ $< $(LIBPNM_A) $(LIBPNM_LDLIBS)
 
 # The plot script is found in the source tree.
-$(BIN)/pnm-accuracy: $(TOOLS_ACCURACY_SRC) $(LIBPNM_A) $(RUNTIME_HDRS)
+$(BIN)/pnm-accuracy: $(TOOLS_ACCURACY_SRC) $(TOP)/tools/cli.h $(LIBPNM_A) $(RUNTIME_HDRS)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_COMMON) -DPNM_TOOLS_DIR='"$(TOP)/tools"' -o $@ $< \
 		$(LIBPNM_A) $(LIBPNM_LDLIBS)

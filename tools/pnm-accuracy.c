@@ -37,6 +37,7 @@
 #include "kvgen.h"
 #include "pnm.h"
 #include "pnm_ref.h"
+#include "cli.h"
 
 #define ACC_Q_HEADS	4
 #define ACC_HEAD_DIM	128
@@ -438,33 +439,6 @@ static void usage(FILE *out)
 		"  --csv FILE        write the table as CSV\n"
 		"  --plot FILE       write a PNG plot (/usr/bin/python3 with matplotlib)\n",
 		prog);
-}
-
-/* A bad command line: one line naming the problem, and where help is. */
-static int usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "%s: ", prog);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "; try '%s --help'\n", prog);
-	return -1;
-}
-
-static int parse_uint(const char *opt, const char *arg, unsigned long long min,
-		      unsigned long long max, unsigned long long *value)
-{
-	char *end;
-
-	errno = 0;
-	*value = strtoull(arg, &end, 0);
-	if (errno || end == arg || *end || arg[0] == '-' || *value < min ||
-	    *value > max)
-		return usage_error("%s '%s' is invalid: expected %llu to %llu",
-				   opt, arg, min, max);
-	return 0;
 }
 
 /*

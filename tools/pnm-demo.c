@@ -31,6 +31,7 @@
 #include "kvgen.h"
 #include "pnm.h"
 #include "pnm_ref.h"
+#include "cli.h"
 
 /* Llama-3.1-8B attention shape. */
 #define DEMO_Q_HEADS		32
@@ -134,34 +135,6 @@ static void usage(FILE *out)
 		"  --no-verify       skip the check\n"
 		"Model shape: Llama-3.1-8B, %u query heads, %u KV heads, head_dim %u, %u-token pages.\n",
 		prog, STEADY_DEFAULT_CAPACITY, DEMO_Q_HEADS, DEMO_KV_HEADS, DEMO_HEAD_DIM, DEMO_PAGE_TOKENS);
-}
-
-/* A bad command line: one line naming the problem, and where help is. */
-static int usage_error(const char *fmt, ...)
-{
-	va_list ap;
-
-	fflush(stdout);
-	fprintf(stderr, "%s: ", prog);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "; try '%s --help'\n", prog);
-	return -1;
-}
-
-static int parse_uint(const char *opt, const char *arg, unsigned long long min,
-		      unsigned long long max, unsigned long long *value)
-{
-	char *end;
-
-	errno = 0;
-	*value = strtoull(arg, &end, 0);
-	if (errno || end == arg || *end || arg[0] == '-' || *value < min ||
-	    *value > max)
-		return usage_error("%s '%s' is invalid: expected %llu to %llu",
-				   opt, arg, min, max);
-	return 0;
 }
 
 static int parse_dtype(const char *arg, unsigned int *dtype)
