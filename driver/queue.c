@@ -691,8 +691,8 @@ static unsigned int pnm_queue_poll_locked(struct pnm_queue *q)
 }
 
 /*
- * The poller and IOPOLL reapers only try the CQ lock: whoever holds it
- * consumes every entry there is, so waiting for it would gain nothing.
+ * The poller and IOPOLL reapers only try the CQ lock, because its holder
+ * consumes every entry present and waiting for it would gain nothing.
  */
 static unsigned int pnm_queue_poll(struct pnm_queue *q)
 {
@@ -700,7 +700,7 @@ static unsigned int pnm_queue_poll(struct pnm_queue *q)
 
 	if (!spin_trylock(&q->cq_lock))
 		return 0;
-	/* pnm_recover() rewinds the CQ head: nobody consumes meanwhile. */
+	/* No entry is consumed while pnm_recover() rewinds the CQ head. */
 	if (!READ_ONCE(q->pnm->recovering))
 		n = pnm_queue_poll_locked(q);
 	spin_unlock(&q->cq_lock);

@@ -426,7 +426,7 @@ int kvcache_create_multi(struct pnm_dev *const *devs, unsigned int n_devs,
 
 	if (!devs || !cfg || !cachep)
 		return pnm_error(-EINVAL, "kvcache_create: %s is NULL",
-				 !devs ? "dev" : !cfg ? "cfg" : "cachep");
+				 !devs ? "devs" : !cfg ? "cfg" : "cachep");
 	*cachep = NULL;
 	if (!n_devs || n_devs > KVCACHE_MAX_DEVICES)
 		return pnm_error(-EINVAL, "kvcache: %u devices; a cache uses 1 to %u",
